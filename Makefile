@@ -1,0 +1,37 @@
+# Atlas — the two commands are `make run` and `make test`; both do the set-up first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DB     := sample_db/atlas_sample.duckdb
+HOST   ?= 127.0.0.1
+PORT   ?= 7860
+
+.PHONY: setup run test lint bench clean
+
+setup: $(STAMP) $(DB)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+# The sample database is rebuilt when its generator changes.
+$(DB): $(STAMP) $(wildcard sample_db/*.py)
+	$(BIN)/atlas sample-db --out $(DB)
+
+run: setup
+	$(BIN)/atlas --help
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: setup lint
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/atlas bench sql --scale 10 --out bench-out/sql.json
+
+clean:
+	rm -rf $(VENV) .atlas $(DB) sample_db/truth test-artifacts bench-out

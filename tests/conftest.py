@@ -1,0 +1,37 @@
+"""Shared fixtures: an isolated state directory per test, and the sample database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_DB = REPO / "sample_db" / "atlas_sample.duckdb"
+SAMPLE_TRUTH = REPO / "sample_db" / "truth"
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Give every test its own ATLAS_HOME and no LLM credentials from the machine."""
+    home = tmp_path / "atlas-home"
+    monkeypatch.setenv("ATLAS_HOME", str(home))
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ATLAS_MODEL", "ATLAS_DB"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def sample_db_path() -> Path:
+    """The scale-1 sample database (built by `make setup`; built here when missing)."""
+    if not SAMPLE_DB.exists() or not (SAMPLE_TRUTH / "effects.json").exists():
+        from sample_db.generate import generate
+
+        generate(SAMPLE_DB, scale=1.0, progress=False)
+    return SAMPLE_DB
+
+
+@pytest.fixture(scope="session")
+def sample_truth_dir(sample_db_path: Path) -> Path:
+    """`sample_db/truth/`: the planted truth, read by tests only."""
+    return SAMPLE_TRUTH
