@@ -1,8 +1,11 @@
-"""Atlas's chat page (Gradio): renders the agent's event stream; no analysis logic here."""
+"""Atlas's chat page (Gradio). It renders the agent's event stream; no analysis logic here.
+
+`atlas ui` (and `make run`) serve it on 127.0.0.1. Chats are kept per browser: the list of
+this browser's chat ids lives in its local storage, the conversations in ATLAS_HOME.
+"""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -10,102 +13,149 @@ from typing import Any
 import gradio as gr
 
 from agent.analyst import Analyst
+from agent.chat_render import follow_up_suggestions, history_messages, stream_messages
 from agent.config import Settings
-from agent.events import AnswerDelta, Chart, Done, Error, Table, ToolFinished, ToolStarted
-from tools.jsonify import frame_rows
 
 EXAMPLES = [
     "What data do we have?",
-    "How many people watched videos from Brazil in the last 7 days?",
-    "Which 5 hashtags get the most views?",
-    "Show me daily watch time over time",
+    "Which 10 countries watch the most hours of video?",
+    "What are the most popular hashtags this month?",
+    "How many new users signed up each week?",
 ]
-PREVIEW_ROWS = 15
+CONCURRENCY = 16
+Message = dict[str, Any]
 
 
-def _markdown_table(df: Any, limit: int = PREVIEW_ROWS) -> str:
-    columns = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in frame_rows(df, limit):
-        lines.append("| " + " | ".join("" if v is None else str(v) for v in row) + " |")
-    if len(df) > limit:
-        lines.append(f"\n_{limit} of {len(df):,} rows shown._")
-    return "\n".join(lines)
+def _chat_choices(chats: list[dict[str, str]]) -> list[tuple[str, str]]:
+    return [(c.get("title") or c["id"][:8], c["id"]) for c in reversed(chats)]
 
 
-def _tool_box(event: ToolStarted) -> dict[str, Any]:
-    args = {k: v for k, v in event.args.items() if k != "sql"}
-    body = f"```json\n{json.dumps(args, default=str)}\n```" if args else ""
-    if "sql" in event.args:
-        body += f"\n```sql\n{event.args['sql']}\n```"
-    return {"role": "assistant", "content": body or "…",
-            "metadata": {"title": f"🔧 {event.tool}", "id": event.call_id, "status": "pending"}}
+def _remember(chats: list[dict[str, str]], session: str, question: str) -> list[dict[str, str]]:
+    if any(c["id"] == session for c in chats):
+        return chats
+    return [*chats, {"id": session, "title": question[:60]}]
 
 
-def respond(analyst: Analyst, question: str, history: list[dict[str, Any]], session: str,
-            user: str = "ui") -> Iterator[list[dict[str, Any]]]:
-    """Answer ``question``, yielding the chat history as it grows."""
-    history = [*history, {"role": "user", "content": question}]
-    yield history
-    boxes: dict[str, dict[str, Any]] = {}
-    for event in analyst.stream(question, session, user=user):
-        if isinstance(event, ToolStarted):
-            box = _tool_box(event)
-            boxes[event.call_id] = box
-            history.append(box)
-        elif isinstance(event, ToolFinished):
-            box = boxes.get(event.call_id)
-            if box is not None:
-                meta = box["metadata"]
-                meta["status"] = "done"
-                meta["duration"] = event.ms / 1000
-                if event.sql:
-                    box["content"] = f"```sql\n{event.sql}\n```"
-                if not event.ok:
-                    meta["title"] = f"⚠️ {event.tool} failed"
-                    box["content"] += f"\n\n{event.summary}"
-                elif event.rows is not None:
-                    box["content"] += f"\n\n{event.rows:,} rows"
-        elif isinstance(event, Table):
-            df = analyst.result(session, event.ref)
-            history.append({"role": "assistant",
-                            "content": f"**{event.title}** ({event.ref})\n\n{_markdown_table(df)}"})
-        elif isinstance(event, Chart):
-            history.append({"role": "assistant",
-                            "content": gr.Plot(analyst.result(session, event.ref))})
-        elif isinstance(event, AnswerDelta):
-            history.append({"role": "assistant", "content": event.text})
-        elif isinstance(event, Error):
-            history.append({"role": "assistant", "content": f"⚠️ {event.message}"})
-        elif isinstance(event, Done):
-            pass
-        yield history
+def _results_panel(analyst: Analyst, session: str) -> tuple[Any, Any]:
+    """The session's result tables for the dropdown, and the newest one shown sortable."""
+    metas = [m for m in analyst.context(session).results.refs() if m.kind == "table"]
+    if not metas:
+        return gr.update(choices=[], value=None), None
+    choices = [(f"{m.ref}: {m.title}", m.ref) for m in reversed(metas)]
+    return gr.update(choices=choices, value=metas[-1].ref), analyst.result(session, metas[-1].ref)
 
 
 def build_app(settings: Settings, analyst: Analyst | None = None) -> gr.Blocks:
-    """The Gradio app for ``settings`` (one Analyst shared by every browser session)."""
+    """The chat page for ``settings``; one Analyst serves every browser session."""
     analyst = analyst or Analyst(settings)
-    mode = "offline mode (no LLM)" if settings.model == "offline" else f"model {settings.model}"
+    mode = "offline mode (built-in parser, no LLM)" if settings.model == "offline" \
+        else f"model `{settings.model}`"
+
     with gr.Blocks(title="Atlas") as app:
         gr.Markdown(f"## Atlas — ask about our viewers and videos\n"
-                    f"<small>{mode} · database `{settings.db.name}`</small>")
+                    f"<span id='atlas-status'>{mode} · database `{settings.db.name}`</span>")
+        chats = gr.BrowserState([], storage_key="atlas-chats")
         session = gr.State(lambda: uuid.uuid4().hex)
-        chatbot = gr.Chatbot(height=560, label="Atlas")
-        question = gr.Textbox(placeholder="Ask a question in plain words…", show_label=False)
-        gr.Examples(EXAMPLES, inputs=question)
+        with gr.Row():
+            with gr.Column(scale=1, min_width=200):
+                new_chat = gr.Button("+ New chat", elem_id="new-chat")
+                chat_list = gr.Radio(choices=[], label="Your earlier chats", elem_id="chat-list")
+            with gr.Column(scale=4):
+                chatbot = gr.Chatbot(height=620, label="Atlas", elem_id="chat",
+                                     placeholder="Ask a question in plain words, for example "
+                                                 "one of those below.")
+                with gr.Row():
+                    question = gr.Textbox(placeholder="Ask a question…", show_label=False,
+                                          scale=5, elem_id="question")
+                    send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
+                    stop = gr.Button("Stop", scale=1, elem_id="stop")
+                gr.Examples(EXAMPLES, inputs=question, label="Try one of these")
+                with gr.Accordion("Result tables (sortable; click a column header)", open=True):
+                    result_pick = gr.Dropdown(choices=[], label="Table", elem_id="result-pick")
+                    result_table = gr.Dataframe(interactive=False, elem_id="result-table",
+                                                max_height=420)
 
-        def on_submit(text: str, history: list[dict[str, Any]], sid: str,
-                      request: gr.Request) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        def answer(text: str, sid: str, known: list[dict[str, str]], request: gr.Request
+                   ) -> Iterator[tuple[Any, ...]]:
+            text = (text or "").strip()
+            if not text:
+                yield gr.update(), gr.update(), known, gr.update(), gr.update(), gr.update()
+                return
             user = getattr(request, "username", None) or "ui"
-            for h in respond(analyst, text, history or [], sid, user=user):
-                yield "", h
+            known = _remember(known or [], sid, text)
+            history = history_messages(analyst, sid)
+            last: list[Message] = history
+            listing = gr.update(choices=_chat_choices(known), value=sid)
+            for last in stream_messages(analyst, text, sid, history, user):
+                yield "", last, known, listing, gr.update(), gr.update()
+            if last and last[-1]["role"] == "assistant":
+                options = follow_up_suggestions(analyst.context(sid).catalog(), text)
+                last[-1] = {**last[-1], "options": [{"value": o} for o in options]}
+            yield "", last, known, listing, *_results_panel(analyst, sid)
 
-        question.submit(on_submit, [question, chatbot, session], [question, chatbot],
-                        concurrency_limit=8)
+        outputs = [question, chatbot, chats, chat_list, result_pick, result_table]
+        asked = question.submit(answer, [question, session, chats], outputs,
+                                concurrency_limit=CONCURRENCY)
+        clicked = send.click(answer, [question, session, chats], outputs,
+                             concurrency_limit=CONCURRENCY)
+        stop.click(None, cancels=[asked, clicked])
+
+        def pick_option(sid: str, known: list[dict[str, str]], evt: gr.SelectData,
+                        request: gr.Request) -> Iterator[tuple[Any, ...]]:
+            yield from answer(str(evt.value.get("value") if isinstance(evt.value, dict)
+                                  else evt.value), sid, known, request)
+
+        chatbot.option_select(pick_option, [session, chats], outputs,
+                              concurrency_limit=CONCURRENCY)
+
+        def start_new() -> tuple[Any, ...]:
+            return (uuid.uuid4().hex, [], gr.update(value=None),
+                    gr.update(choices=[], value=None), None)
+
+        new_chat.click(start_new, None, [session, chatbot, chat_list, result_pick, result_table])
+
+        def reopen(sid: str | None, current: str) -> tuple[Any, ...]:
+            if not sid:
+                return current, gr.update(), gr.update(), gr.update()
+            return sid, history_messages(analyst, sid), *_results_panel(analyst, sid)
+
+        chat_list.input(reopen, [chat_list, session],
+                        [session, chatbot, result_pick, result_table])
+
+        def show_result(ref: str | None, sid: str) -> Any:
+            return analyst.result(sid, ref) if ref else None
+
+        result_pick.input(show_result, [result_pick, session], [result_table])
+
+        def on_load(known: list[dict[str, str]]) -> Any:
+            return gr.update(choices=_chat_choices(known or []))
+
+        app.load(on_load, [chats], [chat_list])
+
+        def ask_api(text: str, sid: str) -> str:
+            """Answer one question in a session and return the answer text (for scripts)."""
+            return analyst.ask(text, sid, user="api").answer
+
+        gr.api(ask_api, api_name="ask", concurrency_limit=CONCURRENCY)
     return app
 
 
-def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860) -> None:
-    """Serve the chat page."""
-    app = build_app(settings)
-    app.queue(default_concurrency_limit=8).launch(server_name=host, server_port=port)
+def auth_pair(value: str | None) -> tuple[str, str] | None:
+    """Parse ATLAS_UI_AUTH ('user:password') into Gradio's auth pair."""
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise ValueError("ATLAS_UI_AUTH must look like user:password")
+    return user, password
+
+
+def launch(settings: Settings, host: str = "127.0.0.1", port: int = 7860,
+           analyst: Analyst | None = None, block: bool = True) -> gr.Blocks:
+    """Serve the chat page (login when ATLAS_UI_AUTH is set)."""
+    app = build_app(settings, analyst)
+    app.queue(default_concurrency_limit=CONCURRENCY)
+    app.launch(server_name=host, server_port=port, auth=auth_pair(settings.ui_auth),
+               allowed_paths=[str(settings.home)], prevent_thread_lock=not block,
+               show_error=False, quiet=not block)
+    return app

@@ -7,7 +7,6 @@ the DataFrame or figure behind a ref.
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import threading
 import time
@@ -41,18 +40,9 @@ from tools.errors import AtlasError
 from tools.registry import build_tools
 from tools.results import ResultStore
 from tools.semantic import load_notes
+from tools.workspace import Workspace, session_filename
 
 ModelFactory = Callable[[ToolContext], BaseChatModel]
-
-
-def session_dirname(session: str) -> str:
-    """A file-system-safe, collision-free name for a session id."""
-    import hashlib
-
-    safe = re.sub(r"[^A-Za-z0-9_-]", "_", session)[:64] or "session"
-    if safe != session:
-        safe += "-" + hashlib.sha256(session.encode()).hexdigest()[:8]
-    return safe
 
 
 @dataclass
@@ -97,13 +87,11 @@ class Analyst:
             found = self._sessions.get(session)
             if found is not None:
                 return found
-            from tools.workspace import Workspace
-
             if not Path(self.settings.db).exists():
                 raise AtlasError(f"there is no database at {self.settings.db}; run `make setup` "
                                  "or point ATLAS_DB / --db at a DuckDB file")
             workspace = Workspace.from_settings(self.settings, session)
-            results = ResultStore(Path(self.settings.home) / "results" / session_dirname(session))
+            results = ResultStore(Path(self.settings.home) / "results" / session_filename(session))
             ctx = ToolContext(settings=self.settings, workspace=workspace, results=results,
                               notes=self.notes, session=session)
             model = self._model_factory(ctx)

@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(default=60.0, gt=0, description="Per LLM request.")
     llm_max_retries: int = Field(default=3, ge=0, description="Retries on 429/5xx.")
     llm_threads: int = Field(default=2, gt=0, description="Threads for a local model.")
+    ui_auth: str | None = Field(default=None, description="user:password for the chat page.")
 
     def with_overrides(self, **values: Any) -> Settings:
         """Return a copy with the given fields replaced; ``None`` values are ignored."""

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from tools.cache import DerivedCache
 from tools.catalog import Catalog, build_catalog
 from tools.results import ResultStore
 from tools.semantic import SemanticNotes
@@ -65,3 +66,8 @@ class ToolContext:
         with self._lock:
             self._catalog = None
         return replaced
+
+
+def derived_cache(ctx: ToolContext) -> DerivedCache:
+    """The session-independent cache of derived results for ``ctx``'s state directory."""
+    return DerivedCache(ctx.cache_dir)
