@@ -53,6 +53,27 @@ class _Session:
 
 
 @dataclass
+class _Tally:
+    """Model calls and tokens of one question, kept even when the turn fails midway."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def add(self, message: AIMessage) -> None:
+        usage = message.usage_metadata or {}
+        # the graph's own step-limit/budget messages are not model calls
+        if usage or message.tool_calls or message.invalid_tool_calls or message.response_metadata:
+            self.calls += 1
+        self.input_tokens += int(usage.get("input_tokens", 0))
+        self.output_tokens += int(usage.get("output_tokens", 0))
+
+    def usage(self, model: str) -> Usage:
+        cost = estimate_cost(model, self.input_tokens, self.output_tokens)
+        return Usage(self.calls, self.input_tokens, self.output_tokens, cost)
+
+
+@dataclass
 class Answer:
     """A whole answer, collected from the event stream."""
 
@@ -124,20 +145,21 @@ class Analyst:
         """Answer ``question`` in ``session``, yielding events; always ends with Done."""
         started = time.perf_counter()
         trace: list[dict[str, Any]] = []
-        answer, usage, error = "", Usage(model_calls=0), None
+        answer, error = "", None
+        tally = _Tally()
         try:
             sess = self._session(session)
         except AtlasError as exc:
             yield Error(str(exc))
-            yield Done(answer=str(exc), usage=usage)
+            yield Done(answer=str(exc), usage=Usage())
             return
         with sess.lock:
             try:
-                for event in self._run(sess, question, session):
+                for event in self._run(sess, question, session, tally):
                     if isinstance(event, ToolFinished):
                         trace.append({"tool": event.tool, "sql": event.sql, "ok": event.ok})
                     if isinstance(event, Done):
-                        answer, usage = event.answer, event.usage
+                        answer = event.answer
                         continue
                     yield event
             except Exception as exc:  # noqa: BLE001 - every failure ends in a sentence
@@ -153,16 +175,15 @@ class Analyst:
             "db_fingerprint": sess.context.workspace.fingerprint(), "ok": error is None,
             "ms": round((time.perf_counter() - started) * 1000, 1),
         })
-        yield Done(answer=answer, usage=usage)
+        yield Done(answer=answer, usage=tally.usage(self.settings.model))
 
-    def _run(self, sess: _Session, question: str, session: str) -> Iterator[Event]:
+    def _run(self, sess: _Session, question: str, session: str, tally: _Tally
+             ) -> Iterator[Event]:
         config = {"configurable": {"thread_id": session},
                   "recursion_limit": 2 * self.settings.max_steps + 6}
         inputs = {"messages": [HumanMessage(question)], "steps": 0,
                   "input_tokens": 0, "output_tokens": 0}
         final = ""
-        calls = 0
-        tokens = [0, 0]
         started: dict[str, float] = {}
         for update in sess.graph.stream(inputs, config, stream_mode="updates"):
             for node, delta in update.items():
@@ -170,22 +191,17 @@ class Analyst:
                     continue
                 for message in delta.get("messages", []):
                     if node == "model" and isinstance(message, AIMessage):
-                        usage = message.usage_metadata or {}
-                        if usage or message.tool_calls or message.response_metadata:
-                            calls += 1
-                        tokens[0] += int(usage.get("input_tokens", 0))
-                        tokens[1] += int(usage.get("output_tokens", 0))
+                        tally.add(message)
                         for call in message.tool_calls:
                             started[call["id"]] = time.perf_counter()
                             yield ToolStarted(call["id"], call["name"], dict(call["args"]))
-                        if not message.tool_calls:
+                        if not message.tool_calls and not message.invalid_tool_calls:
                             final = _text(message)
                             if final:
                                 yield AnswerDelta(final)
                     elif isinstance(message, ToolMessage):
                         yield from self._tool_events(sess, message, started)
-        cost = estimate_cost(self.settings.model, tokens[0], tokens[1])
-        yield Done(answer=final, usage=Usage(calls, tokens[0], tokens[1], cost))
+        yield Done(answer=final, usage=tally.usage(self.settings.model))
 
     def _tool_events(self, sess: _Session, message: ToolMessage,
                      started: dict[str, float]) -> Iterator[Event]:

@@ -95,11 +95,18 @@ def build_graph(
                 results.append(_tool_error(
                     call, f"the tool {call['name']} failed unexpectedly ({type(exc).__name__}: "
                           f"{json.dumps(str(exc))[:300]}); try other arguments or another tool"))
+        for bad in getattr(last, "invalid_tool_calls", None) or []:
+            name = bad.get("name") or "unknown"
+            results.append(_tool_error(
+                {"id": bad.get("id") or f"invalid_{len(results)}", "name": name},
+                f"the arguments for {name} were not valid JSON ({bad.get('error') or 'unparsable'});"
+                " call it again with a JSON object"))
         return {"messages": results}
 
     def route(state: AgentState) -> str:
         last = state["messages"][-1]
-        return "tools" if isinstance(last, AIMessage) and last.tool_calls else END
+        wants_tools = isinstance(last, AIMessage) and (last.tool_calls or last.invalid_tool_calls)
+        return "tools" if wants_tools else END
 
     graph = StateGraph(AgentState)
     graph.add_node("model", call_model)
