@@ -150,6 +150,23 @@ def ui(
     chat_ui.launch(_settings(db, model), host=host, port=port)
 
 
+@app.command()
+def slack(
+    mode: Annotated[str, typer.Option("--mode", help="socket (no public URL) or http.")] = "socket",
+    port: Annotated[int, typer.Option("--port", help="HTTP mode: port for /slack/events.")] = 3000,
+    db: DbOption = None,
+    model: ModelOption = None,
+) -> None:
+    """Run the Slack bot (tokens from SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SLACK_APP_TOKEN)."""
+    from agent.slack_bot import SlackSetupError, run_slack
+
+    try:
+        run_slack(_settings(db, model), mode=mode, port=port)
+    except SlackSetupError as exc:
+        Console(stderr=True).print(f"[red]Error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
 @app.command("sample-db")
 def sample_db(
     scale: Annotated[float, typer.Option("--scale", help="Size multiplier (1 = 1M events).")] = 1.0,

@@ -311,6 +311,9 @@ def figure_png(figure: Any, title: str) -> bytes | None:
                     if not horizontal and len(cats) > 6:
                         ax.tick_params(axis="x", labelrotation=45)
                 else:
+                    if x and _is_date(pd.Series(x, dtype=object)):
+                        x = list(pd.to_datetime(pd.Series(x), errors="coerce", format="mixed"))
+                        fig.autofmt_xdate()
                     mode = getattr(trace, "mode", None) or "lines"
                     ax.plot(x, y, marker="o" if "markers" in mode else None,
                             linestyle="-" if "lines" in mode else "none", label=name)
