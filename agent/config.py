@@ -30,6 +30,9 @@ class Settings(BaseSettings):
         description="Semantic notes; default: <db>.semantic.yaml, or semantic.yaml beside it.",
     )
     home: Path = Field(default=Path(".atlas"), description="State directory.")
+    cache_dir: Path | None = Field(
+        default=None, description="Cache of derived results; default: <home>/cache."
+    )
     model: str = Field(default="offline", description="offline | openai:<model> | local:<gguf>.")
 
     sql_timeout_s: float = Field(default=30.0, gt=0, description="Per-query time limit.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,11 +12,22 @@ SAMPLE_DB = REPO / "sample_db" / "atlas_sample.duckdb"
 SAMPLE_TRUTH = REPO / "sample_db" / "truth"
 
 
+@pytest.fixture(scope="session")
+def shared_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache of derived results for the whole run: keyed by database fingerprint and
+    arguments, so tests that cluster the same database share the work."""
+    base = tmp_path_factory.getbasetemp()
+    # under xdist every worker has its own basetemp inside this run's folder
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    return root / "atlas-derived-cache"
+
+
 @pytest.fixture(autouse=True)
-def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_cache_dir: Path) -> Path:
     """Give every test its own ATLAS_HOME and no LLM credentials from the machine."""
     home = tmp_path / "atlas-home"
     monkeypatch.setenv("ATLAS_HOME", str(home))
+    monkeypatch.setenv("ATLAS_CACHE_DIR", str(shared_cache_dir))
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ATLAS_MODEL", "ATLAS_DB"):
         monkeypatch.delenv(name, raising=False)
     return home

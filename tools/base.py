@@ -51,7 +51,7 @@ class ToolContext:
     @property
     def cache_dir(self) -> Path:
         """Atlas's cache of derived results (keyed by database fingerprint)."""
-        return Path(self.settings.home) / "cache"
+        return Path(self.settings.cache_dir or Path(self.settings.home) / "cache")
 
     def catalog(self) -> Catalog:
         """The live catalog (warehouse profile cached; refreshed after session tables change)."""
