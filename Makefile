@@ -7,9 +7,17 @@ DB     := sample_db/atlas_sample.duckdb
 HOST   ?= 127.0.0.1
 PORT   ?= 7860
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench browser clean
 
 setup: $(STAMP) $(DB)
+
+# Debian's Chromium for the browser test (Playwright drives it; no browser download).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium for the browser test"; \
+	  SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,12 +30,12 @@ $(DB): $(STAMP) $(wildcard sample_db/*.py)
 	$(BIN)/atlas sample-db --out $(DB)
 
 run: setup
-	$(BIN)/atlas --help
+	$(BIN)/atlas ui --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: setup lint
+test: setup lint browser
 	$(BIN)/python -m pytest -q
 
 bench: setup
