@@ -214,7 +214,10 @@ class Analyst:
                            art.get("sql"), art.get("rows"), float(ms), list(art.get("refs", [])))
         for ref in art.get("refs", []):
             meta = sess.context.results.meta(ref)
-            yield (Table if meta.kind == "table" else Chart)(ref, meta.title)
+            if meta.kind == "table":
+                yield Table(ref, meta.title)
+            elif meta.kind == "chart":
+                yield Chart(ref, meta.title)
 
     def ask(self, question: str, session: str = "default", *, user: str = "cli") -> Answer:
         """Answer ``question`` and collect the whole stream."""

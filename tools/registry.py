@@ -16,12 +16,18 @@ from typing import Any, get_type_hints
 from langchain_core.tools import BaseTool, StructuredTool
 
 from tools.base import ToolContext, ToolOutput
+from tools.charts import make_chart
 from tools.errors import AtlasError
 from tools.sql_tools import describe_table, list_tables, run_sql
+from tools.stats import compare_groups, correlate, summarize_metric, trend
 
 ToolFunction = Callable[..., ToolOutput]
 
-TOOL_FUNCTIONS: tuple[ToolFunction, ...] = (list_tables, describe_table, run_sql)
+TOOL_FUNCTIONS: tuple[ToolFunction, ...] = (
+    list_tables, describe_table, run_sql,
+    summarize_metric, compare_groups, trend, correlate,
+    make_chart,
+)
 
 
 def tool_names() -> list[str]:

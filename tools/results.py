@@ -24,7 +24,7 @@ class ResultMeta:
     """What the store knows about one result."""
 
     ref: str
-    kind: str  # "table" or "chart"
+    kind: str  # "table", "chart" or "report"
     title: str
     sql: str | None
     rows: int | None
@@ -71,6 +71,16 @@ class ResultStore:
                          lambda base: base.with_suffix(".json").write_text(
                              figure.to_json(), encoding="utf-8"))
 
+    def put_text(self, text: str, title: str) -> str:
+        """Keep a Markdown document (a report); return its ref."""
+        return self._add("report", title, None, None,
+                         lambda base: base.with_suffix(".md").write_text(text, encoding="utf-8"))
+
+    def path(self, ref: str) -> Path:
+        """The file behind ``ref`` (parquet, JSON figure or Markdown)."""
+        suffix = {"table": ".parquet", "chart": ".json", "report": ".md"}[self.meta(ref).kind]
+        return self.directory / f"{ref}{suffix}"
+
     def meta(self, ref: str) -> ResultMeta:
         """The metadata of ``ref``.
 
@@ -84,10 +94,12 @@ class ResultStore:
         return ResultMeta(**entry)
 
     def get(self, ref: str) -> Any:
-        """The DataFrame or plotly figure behind ``ref``."""
+        """The DataFrame, plotly figure or Markdown text behind ``ref``."""
         meta = self.meta(ref)
         if meta.kind == "table":
             return pd.read_parquet(self.directory / f"{ref}.parquet")
+        if meta.kind == "report":
+            return (self.directory / f"{ref}.md").read_text(encoding="utf-8")
         import plotly.io as pio
 
         return pio.from_json((self.directory / f"{ref}.json").read_text(encoding="utf-8"))
