@@ -31,6 +31,34 @@ class ResultMeta:
     created: str
 
 
+def _decode_typed_arrays(node: Any) -> Any:
+    """Replace plotly's {"dtype", "bdata"} typed arrays by plain lists."""
+    if isinstance(node, dict):
+        if "bdata" in node and "dtype" in node:
+            import base64
+
+            import numpy as np
+
+            array = np.frombuffer(base64.b64decode(node["bdata"]), dtype=np.dtype(node["dtype"]))
+            if node.get("shape"):
+                shape = node["shape"]
+                dims = [int(x) for x in shape.split(",")] if isinstance(shape, str) else list(shape)
+                array = array.reshape(dims)
+            return array.tolist()
+        return {k: _decode_typed_arrays(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_decode_typed_arrays(v) for v in node]
+    return node
+
+
+def _plain_json(value: Any) -> Any:
+    from tools.jsonify import jsonable
+
+    if hasattr(value, "tolist"):
+        return jsonable(value.tolist())
+    return jsonable(value)
+
+
 class ResultStore:
     """Tables (parquet) and plotly figures (JSON) of one session, by ref."""
 
@@ -67,9 +95,10 @@ class ResultStore:
 
     def put_figure(self, figure: Any, title: str) -> str:
         """Keep a plotly figure; return its ref."""
+        # plain JSON lists, not plotly's base64 typed arrays, so any reader gets the numbers
+        text = json.dumps(_decode_typed_arrays(figure.to_dict()), default=_plain_json)
         return self._add("chart", title, None, None,
-                         lambda base: base.with_suffix(".json").write_text(
-                             figure.to_json(), encoding="utf-8"))
+                         lambda base: base.with_suffix(".json").write_text(text, encoding="utf-8"))
 
     def put_text(self, text: str, title: str) -> str:
         """Keep a Markdown document (a report); return its ref."""
