@@ -17,16 +17,19 @@ from langchain_core.tools import BaseTool, StructuredTool
 
 from tools.base import ToolContext, ToolOutput
 from tools.charts import make_chart
+from tools.communities import detect_communities
 from tools.errors import AtlasError
 from tools.sql_tools import describe_table, list_tables, run_sql
 from tools.stats import compare_groups, correlate, summarize_metric, trend
+from tools.strategy import draft_strategy
 
 ToolFunction = Callable[..., ToolOutput]
 
 TOOL_FUNCTIONS: tuple[ToolFunction, ...] = (
     list_tables, describe_table, run_sql,
     summarize_metric, compare_groups, trend, correlate,
-    make_chart,
+    detect_communities,
+    draft_strategy, make_chart,
 )
 
 
