@@ -199,6 +199,13 @@ def invented_numbers(text: str, skeleton: Suggestion) -> list[float]:
     return [n for n in numbers_in(text) if not known(n)]
 
 
+def _evidence_value(item: dict[str, Any]) -> str:
+    value = item["value"]
+    if any(w in item["fact"] for w in ("share", "rate")) and isinstance(value, float) and value <= 1:
+        return f"{value:.1%}"
+    return f"{value:,}" if isinstance(value, int | float) else str(value)
+
+
 def strategy_markdown(suggestions: list[Suggestion], ev: Evidence) -> str:
     """The suggestions as a Markdown report for people who will not open the chat."""
     lines = ["# Recommendation strategy suggestions", "",
@@ -206,7 +213,7 @@ def strategy_markdown(suggestions: list[Suggestion], ev: Evidence) -> str:
              "evidence, the lever it pulls, its expected impact and an experiment to test it.", ""]
     for i, s in enumerate(suggestions, 1):
         lines += [f"## {i}. {s.target} — {s.lever}", "", s.text, "", "**Evidence**", ""]
-        lines += [f"- {e['fact']}: {e['value']}" for e in s.evidence]
+        lines += [f"- {e['fact']}: {_evidence_value(e)}" for e in s.evidence]
         lines += ["", f"**Expected impact:** {s.impact['segment_users']:,} users, "
                       f"{s.impact['segment_watch_hours_per_week']:,} watch hours a week; "
                       f"+{s.impact['extra_watch_hours_per_week_at_mde']:,} hours a week if "
