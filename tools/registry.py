@@ -17,6 +17,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 
 from tools.base import ToolContext, ToolOutput
 from tools.charts import make_chart
+from tools.clustering import cluster_users
 from tools.communities import detect_communities
 from tools.errors import AtlasError
 from tools.sql_tools import describe_table, list_tables, run_sql
@@ -28,7 +29,7 @@ ToolFunction = Callable[..., ToolOutput]
 TOOL_FUNCTIONS: tuple[ToolFunction, ...] = (
     list_tables, describe_table, run_sql,
     summarize_metric, compare_groups, trend, correlate,
-    detect_communities,
+    cluster_users, detect_communities,
     draft_strategy, make_chart,
 )
 
