@@ -42,7 +42,12 @@ def _results_panel(analyst: Analyst, session: str) -> tuple[Any, Any]:
     if not metas:
         return gr.update(choices=[], value=None), None
     choices = [(f"{m.ref}: {m.title}", m.ref) for m in reversed(metas)]
-    return gr.update(choices=choices, value=metas[-1].ref), analyst.result(session, metas[-1].ref)
+    return gr.update(choices=choices, value=metas[-1].ref), _display(analyst.result(session, metas[-1].ref))
+
+
+def _display(df: Any) -> Any:
+    """A table for people: floats rounded (the CSV keeps full precision)."""
+    return df.round(3) if df is not None else None
 
 
 def build_app(settings: Settings, analyst: Analyst | None = None) -> gr.Blocks:
@@ -123,7 +128,7 @@ def build_app(settings: Settings, analyst: Analyst | None = None) -> gr.Blocks:
                         [session, chatbot, result_pick, result_table])
 
         def show_result(ref: str | None, sid: str) -> Any:
-            return analyst.result(sid, ref) if ref else None
+            return _display(analyst.result(sid, ref)) if ref else None
 
         result_pick.input(show_result, [result_pick, session], [result_table])
 

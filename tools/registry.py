@@ -20,6 +20,7 @@ from tools.charts import make_chart
 from tools.clustering import cluster_users
 from tools.communities import detect_communities
 from tools.errors import AtlasError
+from tools.labeling import label_items, label_segments
 from tools.sql_tools import describe_table, list_tables, run_sql
 from tools.stats import compare_groups, correlate, summarize_metric, trend
 from tools.strategy import draft_strategy
@@ -29,7 +30,7 @@ ToolFunction = Callable[..., ToolOutput]
 TOOL_FUNCTIONS: tuple[ToolFunction, ...] = (
     list_tables, describe_table, run_sql,
     summarize_metric, compare_groups, trend, correlate,
-    cluster_users, detect_communities,
+    cluster_users, detect_communities, label_segments, label_items,
     draft_strategy, make_chart,
 )
 
