@@ -41,7 +41,7 @@ REFUSE_USER = ("Sorry, I'm not enabled for you here; ask an admin to add you to 
 REFUSE_CHANNEL = ("Sorry, I'm not enabled in this channel; ask an admin to add it to "
                   "ATLAS_SLACK_CHANNELS.")
 EMPTY_QUESTION = ("Hi! Ask me a question about the data, for example "
-                  "_how many plays per country last week?_ I answer in the thread.")
+                  "_which countries watched the most last week?_ I answer in the thread.")
 INTERNAL_FAILURE = "something went wrong on my side. Try again in a moment, or rephrase"
 WORKING_REACTION = "eyes"
 ANSWERED_SUBTYPES = {None, "file_share", "thread_broadcast"}
