@@ -167,6 +167,26 @@ def slack(
         raise typer.Exit(2) from exc
 
 
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option("--out", help="Folder for report.md and its charts.")] = Path("atlas-report"),
+    session: SessionOption = "default",
+    refresh: Annotated[bool, typer.Option(help="Draft a new strategy even if one exists.")] = False,
+    db: DbOption = None,
+    model: ModelOption = None,
+) -> None:
+    """Export the strategy suggestions as a Markdown report with its chart."""
+    from agent.analyst import Analyst
+    from agent.report import write_report
+
+    try:
+        with Analyst(_settings(db, model)) as analyst:
+            path = write_report(analyst, session, out, refresh=refresh)
+    except AtlasError as exc:
+        _fail(str(exc), 1, False, Console())
+    Console().print(f"Wrote {path}")
+
+
 @app.command("sample-db")
 def sample_db(
     scale: Annotated[float, typer.Option("--scale", help="Size multiplier (1 = 1M events).")] = 1.0,
@@ -197,6 +217,53 @@ def bench_sql(
     Console().print(report.table())
     if out is not None:
         out.write_text(json.dumps(report.as_dict(), indent=2), encoding="utf-8")
+
+
+@app.command("eval")
+def eval_suite(
+    suite: Annotated[Path, typer.Argument(help="Suite YAML (e.g. tests/evals/sample.yaml).")],
+    db: DbOption = None,
+    model: ModelOption = None,
+    min_accuracy: Annotated[float | None, typer.Option(
+        "--min-accuracy", help="Exit 1 when accuracy is below this (0-1).")] = None,
+    baseline: Annotated[Path | None, typer.Option(
+        "--baseline", help="An earlier report.json to compare with.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Report folder (default reports/<suite>-<model>-<time>/).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Run at most N cases.")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Skip the cases already in the report at --out.")] = False,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", help="Cases in parallel (offline default 2).")] = None,
+    case: Annotated[list[str] | None, typer.Option(
+        "--case", help="Run only this case id (repeatable).")] = None,
+) -> None:
+    """Run an evaluation suite and write report.json and report.md.
+
+    Exit status: 0 when done (and accuracy reaches --min-accuracy), 1 below it, 2 when the
+    suite or a report cannot be used.
+    """
+    from agent.eval_report import print_report
+    from agent.evals import EvalError, default_out, latest_out, load_suite, run_suite
+
+    settings = _settings(db, model)
+    console = Console()
+    try:
+        loaded = load_suite(suite)
+        if out is None:
+            found = latest_out(loaded, settings.model) if resume else None
+            out = found or default_out(loaded, settings.model)
+        report = run_suite(suite, settings, workers=workers, limit=limit, out=out,
+                           resume=resume, baseline=baseline, only=case, progress=True)
+    except (EvalError, FileNotFoundError) as exc:
+        _fail(str(exc), 2, False, console)
+    data = report.to_dict()
+    print_report(console, data)
+    console.print(f"[dim]report: {out / 'report.json'} and {out / 'report.md'}[/dim]")
+    if min_accuracy is not None and (data["accuracy"] or 0.0) < min_accuracy:
+        console.print(f"[red]accuracy {data['accuracy'] or 0:.0%} is below "
+                      f"{min_accuracy:.0%}[/red]")
+        raise typer.Exit(1)
 
 
 def main() -> None:
