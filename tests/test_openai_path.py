@@ -99,7 +99,12 @@ def test_one_tool_question_over_http(openai_stub: OpenAIStub, tiny_db: Path,
     assert first.method == "POST" and first.path == "/v1/chat/completions"
     assert first.headers["authorization"] == f"Bearer {KEY}"
     assert first.body["model"] == "gpt-4o-mini" and first.body["temperature"] == 0
-    assert first.tool_names == ["list_tables", "describe_table", "run_sql"]
+    from tools.registry import tool_names
+
+    assert first.tool_names == tool_names()  # every registered tool, in the registry's order
+    assert {"list_tables", "describe_table", "run_sql", "compare_groups", "cluster_users",
+            "detect_communities", "label_segments", "draft_strategy", "make_chart"} <= set(
+        first.tool_names)
     params = {t["function"]["name"]: t["function"]["parameters"] for t in first.body["tools"]}
     assert all(t["type"] == "function" and t["function"]["description"]
                for t in first.body["tools"])
