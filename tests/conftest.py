@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import duckdb
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,3 +48,14 @@ def sample_db_path() -> Path:
 def sample_truth_dir(sample_db_path: Path) -> Path:
     """`sample_db/truth/`: the planted truth, read by tests only."""
     return SAMPLE_TRUTH
+
+
+@pytest.fixture()
+def tiny_db(tmp_path: Path) -> Path:
+    """A three-row warehouse (`plays`) for tests of the agent's plumbing."""
+    path = tmp_path / "tiny.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE plays(user_id INTEGER, country VARCHAR, minutes DOUBLE)")
+    con.execute("INSERT INTO plays VALUES (1, 'BR', 10), (2, 'BR', 5), (3, 'US', 7)")
+    con.close()
+    return path

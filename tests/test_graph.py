@@ -5,24 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import duckdb
-import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
 from agent.analyst import Analyst
 from agent.config import Settings
 from agent.events import AnswerDelta, Done, Error, Table, ToolFinished, ToolStarted
 from tests.model import ScriptedChatModel, answer, call, tool_turn
-
-
-@pytest.fixture()
-def tiny_db(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.duckdb"
-    con = duckdb.connect(str(path))
-    con.execute("CREATE TABLE plays(user_id INTEGER, country VARCHAR, minutes DOUBLE)")
-    con.execute("INSERT INTO plays VALUES (1, 'BR', 10), (2, 'BR', 5), (3, 'US', 7)")
-    con.close()
-    return path
 
 
 def make(tiny_db: Path, home: Path, steps: list, **overrides) -> tuple[Analyst, ScriptedChatModel]:

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 from typer.testing import CliRunner
 
@@ -29,16 +28,6 @@ from tests.openai_stub import (
 MODEL = "openai:gpt-4o-mini"
 KEY = "sk-test-123"
 COUNTRY_SQL = "SELECT country, count(*) AS n FROM plays GROUP BY 1 ORDER BY 1"
-
-
-@pytest.fixture()
-def tiny_db(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.duckdb"
-    con = duckdb.connect(str(path))
-    con.execute("CREATE TABLE plays(user_id INTEGER, country VARCHAR, minutes DOUBLE)")
-    con.execute("INSERT INTO plays VALUES (1, 'BR', 10), (2, 'BR', 5), (3, 'US', 7)")
-    con.close()
-    return path
 
 
 def settings(stub: OpenAIStub, db: Path, home: Path, **overrides: Any) -> Settings:

@@ -8,7 +8,6 @@ import threading
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 from langchain_core.messages import AIMessage
 
@@ -18,16 +17,6 @@ from agent.chat_render import history_messages, stream_messages
 from agent.config import Settings
 from tests.model import ScriptedChatModel, answer, call, tool_turn
 from tools.sql_tools import run_sql
-
-
-@pytest.fixture()
-def tiny_db(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.duckdb"
-    con = duckdb.connect(str(path))
-    con.execute("CREATE TABLE plays(user_id INTEGER, country VARCHAR, minutes DOUBLE)")
-    con.execute("INSERT INTO plays VALUES (1, 'BR', 10), (2, 'BR', 5), (3, 'US', 7)")
-    con.close()
-    return path
 
 
 def free_port() -> int:
