@@ -137,9 +137,10 @@ def build_app(settings: Settings, analyst: Analyst | None = None) -> gr.Blocks:
 
         app.load(on_load, [chats], [chat_list])
 
-        def ask_api(text: str, sid: str) -> str:
+        def ask_api(text: str, sid: str, request: gr.Request) -> str:
             """Answer one question in a session and return the answer text (for scripts)."""
-            return analyst.ask(text, sid, user="api").answer
+            user = getattr(request, "username", None) or "api"
+            return analyst.ask(text, sid, user=user).answer
 
         gr.api(ask_api, api_name="ask", concurrency_limit=CONCURRENCY)
     return app

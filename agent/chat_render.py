@@ -96,6 +96,17 @@ def html_table(df: Any, title: str, ref: str, limit: int = PREVIEW_ROWS) -> str:
     return caption + body
 
 
+def report_messages(analyst: Analyst, session: str, refs: list[str]) -> list[Message]:
+    """A download link for every Markdown report among ``refs`` (strategy answers)."""
+    results = analyst.context(session).results
+    out: list[Message] = []
+    for ref in refs:
+        if results.meta(ref).kind == "report":
+            out.append({"role": "assistant", "content": {
+                "path": str(results.path(ref).resolve()), "alt_text": f"{ref} strategy report.md"}})
+    return out
+
+
 def stream_messages(analyst: Analyst, question: str, session: str, history: list[Message],
                     user: str) -> Iterator[list[Message]]:
     """The history plus this question's messages, re-yielded at every event."""
@@ -116,7 +127,7 @@ def _event_messages(analyst: Analyst, session: str, event: Event,
         if event.call_id in boxes:
             finish_box(boxes[event.call_id], event.ok, event.sql, event.rows, event.ms,
                        None if event.ok else str(event.summary))
-        return []
+        return report_messages(analyst, session, event.refs)
     if isinstance(event, Table | Chart):
         kind = "chart" if isinstance(event, Chart) else "table"
         return result_messages(analyst, session, event.ref, kind, event.title)
@@ -153,7 +164,10 @@ def history_messages(analyst: Analyst, session: str) -> list[Message]:
                     meta = analyst.context(session).results.meta(ref)
                 except Exception:  # noqa: BLE001 - a lost result must not hide the chat
                     continue
-                out.extend(result_messages(analyst, session, ref, meta.kind, meta.title))
+                if meta.kind == "report":
+                    out.extend(report_messages(analyst, session, [ref]))
+                else:
+                    out.extend(result_messages(analyst, session, ref, meta.kind, meta.title))
     return out
 
 

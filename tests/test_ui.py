@@ -127,3 +127,36 @@ def test_eight_sessions_at_once_through_the_gradio_api(tiny_db: Path, isolated_h
     finally:
         app.close()
         analyst.close()
+
+
+def test_login_is_required_when_configured_and_named_in_the_audit(
+        tiny_db: Path, isolated_home: Path) -> None:
+    from gradio_client import Client
+
+    import ui
+
+    script = [answer("hello")]
+    settings = Settings(db=tiny_db, home=isolated_home, ui_auth="ann:s3cret")
+    analyst = Analyst(settings, model_factory=lambda ctx: ScriptedChatModel(steps=list(script)))
+    port = free_port()
+    app = ui.launch(settings, port=port, analyst=analyst, block=False)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        with pytest.raises(Exception):  # noqa: B017 - gradio_client's error type varies
+            Client(url, verbose=False, download_files=False).predict("hi", "s", api_name="/ask")
+        client = Client(url, verbose=False, download_files=False, auth=("ann", "s3cret"))
+        assert client.predict("hi", "s", api_name="/ask") == "hello"
+    finally:
+        app.close()
+        analyst.close()
+    record = json.loads((isolated_home / "audit.jsonl").read_text().splitlines()[-1])
+    assert record["who"] == "ann"
+
+
+def test_auth_setting_is_validated() -> None:
+    import ui
+
+    assert ui.auth_pair(None) is None
+    assert ui.auth_pair("ann:s3:cret") == ("ann", "s3:cret")
+    with pytest.raises(ValueError, match="user:password"):
+        ui.auth_pair("no-colon")
