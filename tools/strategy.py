@@ -275,14 +275,26 @@ def draft_strategy(ctx: ToolContext, top: int = 6, mde: float = 0.03) -> ToolOut
                          "evidence": s.evidence, "users_per_arm": s.experiment["users_per_arm"],
                          "weeks": s.experiment["duration_weeks"], "text": s.text}
                         for i, s in enumerate(suggestions, 1)],
-        "reading": (f"{len(suggestions)} suggestions from the evidence rules; the first: "
-                    f"{suggestions[0].text}" if suggestions else
-                    "No rule fired: no community is under-served, growing fast, poorly "
-                    "completed or bridged in this data."),
+        "reading": _reading(suggestions),
     }
     summary["evidence_ref"], summary["chart"] = evidence_ref, chart
     return ToolOutput(summary=summary, sql=ev.sql["demand"], rows=len(table),
                       refs=[ref, evidence_ref, chart, report])
+
+
+def _reading(suggestions: list[Suggestion]) -> str:
+    """The suggestions, best first, one short line each."""
+    if not suggestions:
+        return ("No rule fired: no community is under-served, growing fast, poorly completed "
+                "or bridged in this data.")
+    lines = [f"{len(suggestions)} suggestions for the recommendation algorithm, best first:"]
+    for i, s in enumerate(suggestions, 1):
+        first = s.text.split(". ")[0].rstrip(".")
+        x = s.experiment
+        lines.append(f"{i}. **{s.target}** — {s.lever} ({s.rule}): {first}. Test: "
+                     f"{x['users_per_arm']:,} users per arm for {x['duration_weeks']} weeks.")
+    lines.append("The full plan with evidence, impact and experiments is in the Markdown report.")
+    return "\n".join(lines)
 
 
 def demand_supply_figure(groups: pd.DataFrame) -> Any:

@@ -141,13 +141,26 @@ def _pairs(summary: Any, names: dict[str, str]) -> list[str]:
     return (["Most shared members between segments:", *lines]) if lines else []
 
 
+# Tools whose arguments carry the question's filters; the others cover all the data.
+FILTERING_TOOLS = frozenset({"summarize_metric", "compare_groups", "trend", "correlate"})
+# Tools whose result is the answer when earlier tools only prepared their input.
+CONCLUDING_TOOLS = frozenset({"draft_strategy"})
+
+
 def say_analysis(results: list[tuple[str, Any]], frame: Frame, plan: Plan | None) -> str:
     """The answer after analysis tools: their plain readings, their items, filters, dates."""
     lines: list[str] = []
     names = _names(results)
-    for name, summary in results:
+    shown = results
+    if results and results[-1][0] in CONCLUDING_TOOLS and len(results) > 1:
+        # the preparatory steps stay in the trace; the answer is the conclusion
+        shown = results[-1:]
+        lines.append("Prepared with " + ", ".join(f"`{n}`" for n, _ in results[:-1])
+                     + " (see the steps above).")
+    for name, summary in shown:
         lines += _summary_lines(name, summary) + _pairs(summary, names)
-    filters = "; ".join(plan.filters) if plan and plan.filters else "none"
+    applied = any(name in FILTERING_TOOLS for name, _ in results)
+    filters = "; ".join(plan.filters) if applied and plan and plan.filters else "none"
     dates = plan.dates if plan else "as chosen by the analysis (all data unless stated above)"
     return "\n".join([*lines, "", f"Filters: {filters}.", f"Dates: {dates}.", FOOTER])
 
