@@ -14,13 +14,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import normalized_mutual_info_score
 
-from agent.config import Settings
+from tests.helpers import make_ctx, write_tables
 from tools.base import ToolContext, ToolOutput
 from tools.clustering import cluster_users
 from tools.errors import ToolArgumentError
-from tools.results import ResultStore
 from tools.semantic import SemanticNotes, load_notes
-from tools.workspace import Workspace
 
 REPO = Path(__file__).resolve().parent.parent
 GROUP_SIZES = (90, 60, 40)
@@ -52,12 +50,9 @@ def build_tiny(path: Path) -> Path:
         "watch_events": pd.DataFrame(events, columns=["user_id", "video_id", "ts", "watch_s",
                                                       "completed"]),
     }
+    write_tables(path, frames)
     con = duckdb.connect(str(path))
     try:
-        for name, frame in frames.items():
-            con.register("frame", frame)
-            con.execute(f"CREATE TABLE {name} AS SELECT * FROM frame")
-            con.unregister("frame")
         con.execute("CREATE TABLE notes(ts TIMESTAMP, body VARCHAR)")
     finally:
         con.close()
@@ -71,14 +66,6 @@ def points(x: object) -> int:
     if isinstance(x, dict):
         return len(np.frombuffer(base64.b64decode(x["bdata"]), dtype=x["dtype"]))
     return len(x)  # type: ignore[arg-type]
-
-
-def make_ctx(db: Path, home: Path, notes: SemanticNotes, floor: int = 20,
-             session: str = "s") -> ToolContext:
-    settings = Settings(db=db, home=home, privacy_floor=floor)
-    ws = Workspace(db, home, session)
-    return ToolContext(settings=settings, workspace=ws, results=ResultStore(home / "results" / session),
-                       notes=notes, session=session)
 
 
 @pytest.fixture(scope="module")

@@ -16,23 +16,14 @@ import pandas as pd
 import pytest
 from sklearn.metrics import normalized_mutual_info_score as nmi
 
-from agent.config import Settings
+from tests.helpers import make_ctx, write_tables
 from tools.base import ToolContext, ToolOutput
 from tools.communities import detect_communities, find_communities
 from tools.community_detection import EdgeList, detect, split_disconnected
 from tools.errors import ToolArgumentError
-from tools.results import ResultStore
 from tools.semantic import SemanticNotes, load_notes
-from tools.workspace import Workspace
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def make_ctx(db: Path, home: Path, notes: SemanticNotes, floor: int = 20,
-             session: str = "s") -> ToolContext:
-    settings = Settings(db=db, home=home, privacy_floor=floor)
-    return ToolContext(settings=settings, workspace=Workspace(db, home, session),
-                       results=ResultStore(home / "results" / session), notes=notes, session=session)
 
 
 # -- the algorithms on standard graphs -----------------------------------------------------
@@ -242,15 +233,7 @@ def build_channels(path: Path) -> Path:
         "plays": pd.DataFrame(plays, columns=["member_id", "clip_id", "seconds"]).assign(
             ts=pd.Timestamp("2026-01-01")),
     }
-    con = duckdb.connect(str(path))
-    try:
-        for name, frame in tables.items():
-            con.register("frame", frame)
-            con.execute(f"CREATE TABLE {name} AS SELECT * FROM frame")
-            con.unregister("frame")
-    finally:
-        con.close()
-    return path
+    return write_tables(path, tables)
 
 
 def test_other_schema_follow_graph(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,6 +15,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 
 import tools.labeling as labeling
 from agent.config import Settings
+from tests.helpers import make_ctx, write_tables
 from tests.model import ScriptedChatModel
 from tests.openai_stub import openai_stub_fixture  # noqa: F401 - the `openai_stub` fixture
 from tools.base import ToolContext
@@ -44,14 +44,6 @@ TEMPLATES = ["Best {kw} today", "My {kw} story", "Trying {kw} again", "{kw} for 
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def make_ctx(db: Path, home: Path, notes: SemanticNotes, floor: int = 20,
-             session: str = "s") -> ToolContext:
-    settings = Settings(db=db, home=home, privacy_floor=floor)
-    ws = Workspace(db, home, session)
-    return ToolContext(settings=settings, workspace=ws, results=ResultStore(home / "results"),
-                       notes=notes, session=session)
 
 
 def prompt_texts(model: ScriptedChatModel) -> list[str]:
@@ -126,15 +118,7 @@ def build_small(path: Path, injected: bool, n_users: int = 40) -> Path:
         "watch_events": pd.DataFrame(events, columns=["user_id", "video_id", "ts", "watch_s"]),
         "searches": pd.DataFrame(searches, columns=["user_id", "ts", "query"]),
     }
-    con = duckdb.connect(str(path))
-    try:
-        for name, frame in frames.items():
-            con.register("src", frame)
-            con.execute(f"CREATE TABLE {name} AS SELECT * FROM src")
-            con.unregister("src")
-    finally:
-        con.close()
-    return path
+    return write_tables(path, frames)
 
 
 def plant_clusters(ctx: ToolContext, n_users: int = 40) -> None:

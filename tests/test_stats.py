@@ -14,23 +14,14 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from agent.config import Settings
+from tests.helpers import make_ctx
 from tools import stats_tests as st
 from tools.base import ToolContext
 from tools.errors import ToolArgumentError
-from tools.results import ResultStore
 from tools.semantic import SemanticNotes, load_notes
 from tools.stats import compare_groups, correlate, summarize_metric, trend
-from tools.workspace import Workspace
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def make_ctx(db: Path, home: Path, notes: SemanticNotes, floor: int = 20) -> ToolContext:
-    ws = Workspace(db, home, "stats")
-    settings = Settings(db=db, home=home, privacy_floor=floor)
-    return ToolContext(settings=settings, workspace=ws, results=ResultStore(home / "results"),
-                       notes=notes, session="stats")
 
 
 # -- pure statistics ---------------------------------------------------------------------
