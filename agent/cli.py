@@ -191,7 +191,7 @@ def report(
 def sample_db(
     scale: Annotated[float, typer.Option("--scale", help="Size multiplier (1 = 1M events).")] = 1.0,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 42,
-    out: Annotated[Path | None, typer.Option("--out", help="Output DuckDB file.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "--db", help="Output DuckDB file.")] = None,
 ) -> None:
     """Generate the deterministic sample database (and its planted truth beside it)."""
     from agent.config import DEFAULT_DB
