@@ -7,7 +7,7 @@ DB     := sample_db/atlas_sample.duckdb
 HOST   ?= 127.0.0.1
 PORT   ?= 7860
 
-.PHONY: setup run test lint bench browser clean
+.PHONY: setup run test lint bench browser local-model test-local clean
 
 setup: $(STAMP) $(DB)
 
@@ -40,6 +40,15 @@ test: setup lint browser
 
 bench: setup
 	$(BIN)/atlas bench sql --scale 10 --out bench-out/sql.json
+
+# Optional: llama-cpp-python (a ~11 min source build) and the 1.1 GB local model, verified by
+# SHA-256 into .atlas/models/. Never part of setup or CI.
+local-model: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[local]'
+	$(BIN)/python -m agent.model_fetch
+
+test-local: local-model
+	$(BIN)/python -m pytest -q -m local_llm tests/test_local_llm.py
 
 clean:
 	rm -rf $(VENV) .atlas $(DB) sample_db/truth test-artifacts bench-out
