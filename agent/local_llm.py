@@ -9,6 +9,12 @@ tool list always open the prompt, so llama.cpp evaluates that prefix once and re
 KV cache keeps the last prompt; a RAM cache of states keeps prefixes across other prompts,
 such as the labeling calls made between two agent steps).
 
+A small model often describes a call instead of making it (fenced JSON, a ```sql block, a plan
+in prose, an explanation of a tool error). The reader accepts fenced JSON and ``<tool …/>``
+tags; a SELECT in a ```sql fence becomes a ``run_sql`` call where one is due; and a reply that
+owes a call is continued from its own words into a ``<tool_call>`` whose JSON a grammar built
+from the tools' schemas constrains. A repeated identical call is never forced (it would loop).
+
 Install with ``pip install 'interest-atlas[local]'``; fetch the default model with
 ``make local-model``.
 """

@@ -557,6 +557,10 @@ def test_real_model_calls_tools_and_reuses_the_prompt_prefix(
                      f"{g_ms / 1000:.1f} s ({g_n / max(g_ms, 1) * 1000:.1f} tokens/s); calls "
                      f"{[(c['name'], c['args']) for c in reply.tool_calls]}")
     analyst.close()
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    _say(capsys, f"peak memory of this process {peak:.0f} MiB")
     (first, first_s, _, first_eval), (second, second_s, _, second_eval) = replies
     names = {t.name for t in build_tools(None)}
     assert first.tool_calls and second.tool_calls
