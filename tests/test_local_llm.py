@@ -20,7 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from pydantic import BaseModel, Field
@@ -79,16 +78,6 @@ def tool_call(name: str, **args: Any) -> str:
 
 def local(fake: FakeLlama, **kwargs: Any) -> LocalChatModel:
     return LocalChatModel(llama=fake, model_name="local:fake.gguf", **kwargs)
-
-
-@pytest.fixture()
-def tiny_db(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.duckdb"
-    con = duckdb.connect(str(path))
-    con.execute("CREATE TABLE plays(user_id INTEGER, country VARCHAR, minutes DOUBLE)")
-    con.execute("INSERT INTO plays VALUES (1, 'BR', 10), (2, 'BR', 5), (3, 'US', 7)")
-    con.close()
-    return path
 
 
 @pytest.fixture()
