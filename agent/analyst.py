@@ -37,7 +37,7 @@ from agent.graph import build_graph
 from agent.llm import describe_llm_error, estimate_cost, make_chat_model
 from tools.base import ToolContext
 from tools.errors import AtlasError
-from tools.registry import build_tools
+from tools.registry import SMALL_MODEL_TOOLS, build_tools
 from tools.results import ResultStore
 from tools.semantic import load_notes
 from tools.workspace import Workspace, session_filename
@@ -116,7 +116,8 @@ class Analyst:
             ctx = ToolContext(settings=self.settings, workspace=workspace, results=results,
                               notes=self.notes, session=session)
             model = self._model_factory(ctx)
-            tools = build_tools(ctx)
+            small = self.settings.small_profile
+            tools = build_tools(ctx, list(SMALL_MODEL_TOOLS) if small else None)
             graph = build_graph(
                 model, tools, lambda: self.system_prompt(ctx),
                 max_steps=self.settings.max_steps, token_budget=self.settings.token_budget,
@@ -128,7 +129,8 @@ class Analyst:
 
     def system_prompt(self, ctx: ToolContext) -> str:
         """The system prompt: rules plus the live schema and metric notes (no personal values)."""
-        return prompts.render("system", database=Path(self.settings.db).name,
+        name = "system_small" if self.settings.small_profile else "system"
+        return prompts.render(name, database=Path(self.settings.db).name,
                               schema=ctx.catalog().schema_text())
 
     def result(self, session: str, ref: str) -> Any:

@@ -53,12 +53,25 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(default=60.0, gt=0, description="Per LLM request.")
     llm_max_retries: int = Field(default=3, ge=0, description="Retries on 429/5xx.")
     llm_threads: int = Field(default=2, gt=0, description="Threads for a local model.")
+    profile: str = Field(
+        default="auto",
+        description="Prompt and tool set: full, small (a short prompt and fewer tools, for "
+        "small models) or auto (small for local: models).",
+        pattern="^(auto|full|small)$",
+    )
     ui_auth: str | None = Field(default=None, description="user:password for the chat page.")
 
     def with_overrides(self, **values: Any) -> Settings:
         """Return a copy with the given fields replaced; ``None`` values are ignored."""
         changed = {k: v for k, v in values.items() if v is not None}
         return self.model_copy(update=changed) if changed else self
+
+    @property
+    def small_profile(self) -> bool:
+        """Whether the agent runs with the short prompt and the small tool set."""
+        if self.profile == "auto":
+            return self.model.strip().startswith("local:")
+        return self.profile == "small"
 
     @property
     def semantic_path(self) -> Path | None:

@@ -286,23 +286,23 @@ def _xml_calls(text: str, known: set[str]) -> list[tuple[str, dict[str, Any]]]:
     return calls
 
 
-def _sql_call(text: str, sql_tool: str) -> tuple[str, dict[str, Any]] | None:
+def _sql_call(text: str, sql_tool: str, sql_arg: str) -> tuple[str, dict[str, Any]] | None:
     """A call of ``sql_tool`` when the reply holds exactly one fenced SELECT."""
     blocks = SQL_FENCE.findall(text)
     if len(blocks) != 1 or not SELECT.match(blocks[0]):
         return None
-    return sql_tool, {"sql": blocks[0].strip().rstrip(";").strip()}
+    return sql_tool, {sql_arg: blocks[0].strip().rstrip(";").strip()}
 
 
 def parse_reply(text: str, tool_names: Sequence[str] = (), *,
-                sql_tool: str | None = None) -> ParsedReply:
+                sql_tool: str | None = None, sql_arg: str = "sql") -> ParsedReply:
     """Read the model's reply into text, tool calls and invalid tool calls.
 
     ``<tool_call>`` blocks are always read; fenced or bare JSON objects and
     ``<tool attr="…"/>`` tags count as calls only when tools are bound and they name one of
     them (an answer may contain JSON). With ``sql_tool`` (the first reply to a question, when
     a SQL tool is bound), a reply that only writes one SELECT in a ```` ```sql ```` fence
-    instead of calling the tool becomes a call of it.
+    instead of calling the tool becomes a call of it, with the SQL as its ``sql_arg``.
     """
     text = text.strip()
     if "<tool_call>" in text:
@@ -334,7 +334,7 @@ def parse_reply(text: str, tool_names: Sequence[str] = (), *,
     tags = _xml_calls(text, known)
     if tags:
         return ParsedReply(content="", tool_calls=[_call(*c) for c in tags])
-    sql = _sql_call(text, sql_tool) if sql_tool in known else None
+    sql = _sql_call(text, sql_tool, sql_arg) if sql_tool in known else None
     if sql is not None:
         return ParsedReply(content="", tool_calls=[_call(*sql)])
     return ParsedReply(content=text)

@@ -41,7 +41,7 @@ from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.local_chat_format import STOP, ParsedReply, format_prompt, parse_reply
+from agent.local_chat_format import SQL_FENCE, STOP, ParsedReply, format_prompt, parse_reply
 from tools.errors import AtlasError
 
 if TYPE_CHECKING:
@@ -79,6 +79,22 @@ def llama_grammar(schema: dict[str, Any]) -> Any:
     try:
         return llama_cpp.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
     except Exception:  # noqa: BLE001 - an unsupported schema falls back to free text
+        return None
+
+
+TEXT_GBNF = r'root ::= [^\x00-\x20<] [^<]*'
+"""Plain text that starts with a visible character: the grammar of a retried empty answer."""
+
+
+def llama_text_grammar() -> Any:
+    """A llama.cpp grammar for a non-empty plain-text answer (None when unavailable)."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return None
+    try:
+        return llama_cpp.LlamaGrammar.from_string(TEXT_GBNF, verbose=False)
+    except Exception:  # noqa: BLE001 - without it the retry is unconstrained
         return None
 
 
@@ -156,6 +172,16 @@ def _repeats(reply: ParsedReply, messages: Sequence[BaseMessage]) -> bool:
     return any((c["name"], c["args"]) in earlier for c in reply.tool_calls)
 
 
+def _sql_argument(tools: Sequence[dict[str, Any]], sql_tool: str) -> str:
+    """The SQL tool's argument for the query: its first required parameter ("sql")."""
+    for tool in tools:
+        fn = tool["function"]
+        if fn["name"] == sql_tool:
+            required = (fn.get("parameters") or {}).get("required") or []
+            return str(required[0]) if required else "sql"
+    return "sql"
+
+
 @dataclass
 class _Completion:
     """What one or two completions produced for one reply."""
@@ -192,9 +218,14 @@ class LocalChatModel(BaseChatModel):
     its own words with a grammar-constrained ``<tool_call>``."""
     sql_tool: str | None = "run_sql"
     """A tool whose SQL the model may write in a ```sql fence instead of calling it; read as a
-    call in the first reply to a question or right after a tool error."""
+    call in the first reply to a question, right after a tool error, or when the reply is
+    nothing but that fence (and not a query already run this turn)."""
     lock: Any = Field(default_factory=threading.Lock, exclude=True)
     grammar_factory: GrammarFactory | None = Field(default=llama_grammar, exclude=True)
+    text_grammar_factory: Callable[[], Any] | None = Field(default=llama_text_grammar,
+                                                           exclude=True)
+    """Builds the grammar of a non-empty answer, used once when a final reply comes back
+    empty (a small model sometimes ends its turn at once after a tool result)."""
     prompts: list[str] | None = Field(default=None, exclude=True)
     """When a list, every prompt sent is appended (for tests and measurements)."""
 
@@ -246,16 +277,18 @@ class LocalChatModel(BaseChatModel):
         stops = [*STOP, *(stop or [])]
         call_stops = [*stops, "</tool_call>"]
         last = messages[-1] if messages else None
-        sql_ok = isinstance(last, HumanMessage) or (isinstance(last, ToolMessage)
-                                                    and last.status == "error")
+        owed = isinstance(last, HumanMessage) or (isinstance(last, ToolMessage)
+                                                  and last.status == "error")
         with self.lock:
             prompt, max_tokens = self._fit(messages, tools, response_schema, prefix)
             done = self._complete(prompt, max_tokens, call_stops if forced else stops,
                                   self._grammar(grammar_schema))
             text = prefix + done.text + ("\n</tool_call>" if forced else "")
             reply = parse_reply(text, names)
+            sql_ok = owed or SQL_FENCE.sub("", done.text).strip() == ""  # nothing but SQL
             if not reply.tool_calls and not reply.invalid_tool_calls and sql_ok and self.sql_tool:
-                recovered = parse_reply(text, names, sql_tool=self.sql_tool)
+                recovered = parse_reply(text, names, sql_tool=self.sql_tool,
+                                        sql_arg=_sql_argument(tools, self.sql_tool))
                 if not _repeats(recovered, messages):  # a repeated query would only loop
                     reply = recovered
             if (tools and not forced and self.retry_described_calls and not reply.tool_calls
@@ -272,6 +305,12 @@ class LocalChatModel(BaseChatModel):
                     if not _repeats(retried, messages):  # a repeated call would only loop
                         reply = retried
                     done = done.plus(more)
+            if (not reply.tool_calls and not reply.invalid_tool_calls and not reply.content
+                    and response_schema is None and isinstance(last, ToolMessage)):
+                grammar = self.text_grammar_factory() if self.text_grammar_factory else None
+                again = self._complete(prompt, max_tokens, stops, grammar)
+                reply = parse_reply(again.text)  # an answer now, not another call
+                done = done.plus(again)
         message = reply.message(
             usage_metadata={"input_tokens": done.prompt_tokens,
                             "output_tokens": done.completion_tokens,

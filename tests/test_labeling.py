@@ -310,16 +310,27 @@ def test_small_segments_are_not_named_nor_sent(small_dbs: dict[bool, Path], tmp_
 def test_missing_tables_and_bad_arguments(small_dbs: dict[bool, Path], tmp_path: Path) -> None:
     ctx = make_ctx(small_dbs[False], tmp_path / "home", SemanticNotes())
     try:
-        with pytest.raises(ToolArgumentError, match="run cluster_users first"):
-            label_segments(ctx)
-        with pytest.raises(ToolArgumentError, match="run detect_communities first"):
-            label_segments(ctx, segment_kind="community")
         with pytest.raises(ToolArgumentError, match="'cluster' or 'community'"):
             label_segments(ctx, segment_kind="galaxy")
         with pytest.raises(ToolArgumentError, match="unknown items"):
             label_items(ctx, items="nope")
     finally:
         ctx.workspace.close()
+
+
+def test_segments_are_made_first_when_missing(small_dbs: dict[bool, Path],
+                                             tmp_path: Path) -> None:
+    ctx = make_ctx(small_dbs[False], tmp_path / "home", SemanticNotes())
+    try:
+        out = label_segments(ctx)
+        clusters = ctx.workspace.frame("SELECT count(DISTINCT cluster_id) AS n FROM user_clusters")
+        again = label_segments(ctx)
+    finally:
+        ctx.workspace.close()
+    assert out.summary["ran_first"] == ["cluster_users"]
+    assert "ran_first" not in again.summary
+    assert len(out.summary["segments"]) + out.summary.get("other", {}).get("segments", 0) \
+        == int(clusters["n"][0])
 
 
 def test_communities_keep_cluster_labels(small_ctx: ToolContext) -> None:

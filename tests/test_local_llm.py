@@ -12,6 +12,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import sys
 import tarfile
 import time
@@ -32,7 +33,7 @@ from agent.local_llm import LocalChatModel, LocalModelError, make_local_model
 from agent.model_fetch import FetchError, fetch_model
 from tools.errors import AtlasError
 from tools.llm_cache import invoke_structured
-from tools.registry import build_tools
+from tools.registry import SMALL_MODEL_TOOLS, build_tools
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_FILE = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
@@ -139,6 +140,9 @@ def test_tag_style_calls_and_fenced_sql_on_the_first_reply() -> None:
     assert parse_reply(fenced, ["run_sql"]).tool_calls == []  # not the first reply: an answer
     [call] = parse_reply(fenced, ["run_sql"], sql_tool="run_sql").tool_calls
     assert call["args"] == {"sql": "SELECT count(*) FROM creators"}
+    [call] = parse_reply(fenced, ["sql_db_query"], sql_tool="sql_db_query",
+                         sql_arg="query").tool_calls
+    assert call["args"] == {"query": "SELECT count(*) FROM creators"}
     two = fenced + "\n```sql\nSELECT 2\n```"
     assert parse_reply(two, ["run_sql"], sql_tool="run_sql").tool_calls == []
 
@@ -151,7 +155,15 @@ def test_fenced_sql_is_run_only_when_it_answers_the_question(tools: list[Any]) -
     assert first.tool_calls[0]["args"] == {"sql": "SELECT count(*) FROM plays"}
     after = model.invoke([HumanMessage("how many plays?"), first,
                           ToolMessage('{"rows": [[3]]}', tool_call_id=first.tool_calls[0]["id"])])
-    assert after.tool_calls == [] and after.content == fenced
+    assert after.tool_calls == [] and after.content == fenced  # the same query: an answer
+    other = "```sql\nSELECT count(*) FROM plays WHERE country = 'BR'\n```"
+    told = "Brazil's plays come from this query:\n" + other
+    history = [HumanMessage("how many plays?"), first,
+               ToolMessage('{"rows": [[3]]}', tool_call_id=first.tool_calls[0]["id"])]
+    nxt = local(FakeLlama([other])).bind_tools(tools).invoke(history)
+    assert nxt.tool_calls[0]["args"]["sql"].endswith("country = 'BR'")  # only SQL: a call
+    prose = local(FakeLlama([told])).bind_tools(tools).invoke(history)
+    assert prose.tool_calls == [] and prose.content == told
 
 
 def test_text_answers_stay_text() -> None:
@@ -215,6 +227,17 @@ def test_a_repeated_described_call_is_not_made_again(tools: list[Any]) -> None:
         [HumanMessage("up?"), done, ToolMessage("plays", tool_call_id="a")])
     assert answered.content.startswith("The trend") and answered.tool_calls == []
     assert len(plain.prompts) == 1  # "trend" as a word is no mention of the tool
+
+
+def test_an_empty_answer_after_a_tool_result_is_asked_for_again(tools: list[Any]) -> None:
+    done = AIMessage("", tool_calls=[{"name": "run_sql", "args": {"sql": "SELECT 2"}, "id": "a"}])
+    fake = FakeLlama(["", "There are 2 plays."])
+    reply = local(fake, text_grammar_factory=lambda: "TEXT").bind_tools(tools).invoke(
+        [HumanMessage("plays?"), done, ToolMessage('{"rows": [[2]]}', tool_call_id="a")])
+    assert reply.content == "There are 2 plays." and reply.tool_calls == []
+    assert [c["grammar"] for c in fake.calls] == [None, "TEXT"]
+    assert fake.prompts[0] == fake.prompts[1]
+    assert reply.usage_metadata["input_tokens"] == 2 * len(fake.prompts[0].split())
 
 
 def test_a_first_reply_in_prose_or_after_an_error_is_continued_into_a_call(
@@ -385,6 +408,24 @@ def test_the_agent_answers_through_run_sql(tiny_db: Path, isolated_home: Path) -
     assert second.startswith(first)  # system prompt + tools evaluated once
     assert "plays" in first.split("# Tools", 1)[0]  # the schema is in the system prompt
     assert "<tool_response>" in second
+
+
+def test_local_models_get_the_short_prompt_and_the_small_tool_set(
+        tiny_db: Path, isolated_home: Path) -> None:
+    fake = FakeLlama(["Which metric do you mean?"])
+    settings = Settings(db=tiny_db, home=isolated_home, model="local:fake.gguf")
+    analyst = Analyst(settings, model_factory=lambda ctx: local(fake))
+    list(analyst.stream("How are plays?", "s"))
+    analyst.close()
+    system, tool_list = fake.prompts[0].split("# Tools", 1)
+    assert "Pick the tool by what the person wants" in system and "plays" in system
+    shown = re.findall(r'"name": "(\w+)"', tool_list)
+    assert shown == list(SMALL_MODEL_TOOLS)
+    full = Analyst(Settings(db=tiny_db, home=isolated_home, model="local:fake.gguf",
+                            profile="full"), model_factory=lambda ctx: local(FakeLlama(["Hm?"])))
+    full_prompt = full.system_prompt(full.context("f"))
+    full.close()
+    assert "Pick the tool" not in full_prompt
 
 
 def test_an_invalid_call_gets_a_fixable_error_and_the_model_retries(

@@ -72,12 +72,31 @@ def _labeler(ctx: ToolContext) -> tuple[DeterministicLabeler | LLMLabeler, Usage
 # ---------------------------------------------------------------- label_segments
 
 
+SEGMENT_TOOLS = {"cluster": ("user_clusters", "cluster_users"),
+                 "community": ("user_communities", "detect_communities")}
+
+
+def _ensure_segments(ctx: ToolContext, kind: str) -> list[str]:
+    """Run the tool that makes ``kind`` segments when the session has none; what ran."""
+    from tools.registry import run_tool
+
+    table, tool = SEGMENT_TOOLS.get(kind, (None, None))
+    if table is None or tool is None:
+        return []  # segment_table() explains the unknown kind
+    found = ctx.catalog().table(table)
+    if found is not None and found.origin == "session":
+        return []
+    run_tool(ctx, tool)
+    return [tool]
+
+
 def label_segments(ctx: ToolContext, segment_kind: str = "cluster", top_terms: int = 12
                    ) -> ToolOutput:
     """Name the user segments found by cluster_users or detect_communities.
 
     Use after cluster_users ("cluster") or detect_communities ("community") when the person
-    wants to know what the segments are about. Each segment gets a short name, a one-sentence
+    wants to know what the segments are about; when the session has no such segments yet,
+    it runs that tool first with its defaults. Each segment gets a short name, a one-sentence
     description and its top interests, grounded in evidence: the terms that distinguish what
     its members watch and search (class-based TF-IDF), the most watched titles, size and
     demographics. Saves the session table segment_labels(segment_kind, segment_id, name,
@@ -91,6 +110,7 @@ def label_segments(ctx: ToolContext, segment_kind: str = "cluster", top_terms: i
     kind = str(segment_kind).strip().lower()
     if not 3 <= int(top_terms) <= 50:
         raise ToolArgumentError("top_terms must be between 3 and 50")
+    ran = _ensure_segments(ctx, kind)
     catalog = ctx.catalog()
     seg = segment_table(catalog, kind)
     floor = int(ctx.settings.privacy_floor)
@@ -121,6 +141,8 @@ def label_segments(ctx: ToolContext, segment_kind: str = "cluster", top_terms: i
         "labeler": "deterministic (offline)" if isinstance(labeler, DeterministicLabeler)
         else f"model {usage.model}", **usage.summary(), "replaced": replaced, "evidence_ref": ref,
     }
+    if ran:
+        summary["ran_first"] = ran
     rejected = sum(1 for _, lbl in labels if lbl.source == "fallback")
     if rejected and not isinstance(labeler, DeterministicLabeler):
         summary["model_names_rejected"] = rejected

@@ -35,6 +35,14 @@ TOOL_FUNCTIONS: tuple[ToolFunction, ...] = (
 )
 
 
+SMALL_MODEL_TOOLS: tuple[str, ...] = (
+    "run_sql", "compare_groups", "trend", "correlate", "cluster_users", "detect_communities",
+    "label_segments", "label_items", "draft_strategy", "make_chart",
+)
+"""The tools a small model sees: the schema is in its prompt (no list/describe calls) and
+run_sql covers summarize_metric's plain totals, which a small model confuses with filters."""
+
+
 def tool_names() -> list[str]:
     """Names of every registered tool."""
     return [f.__name__ for f in TOOL_FUNCTIONS]
