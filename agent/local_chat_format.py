@@ -42,6 +42,10 @@ TOOLS_FOOTER = (
     '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
 )
 JSON_INSTRUCTION = "\n\nAnswer with one JSON object that matches this JSON schema:\n{schema}"
+TOOL_TURN_HINT = ("Answer the question from these results in plain sentences with the numbers, "
+                  "or call another tool if they are not enough.")
+"""Closes every turn of tool results: a small model otherwise tends to echo the JSON or to
+describe the call it just made instead of answering."""
 DESCRIPTION_CHARS = 220
 PARAM_CHARS = 90
 OPTIONAL_PARAM_CHARS = 72
@@ -177,7 +181,7 @@ def format_prompt(messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any
             while i < len(rest) and isinstance(rest[i], ToolMessage):
                 block += f"\n<tool_response>\n{_text(rest[i].content)}\n</tool_response>"
                 i += 1
-            out.append(block + IM_END + "\n")
+            out.append(block + "\n" + TOOL_TURN_HINT + IM_END + "\n")
             continue
         if isinstance(message, AIMessage):
             out.append(_assistant(message))

@@ -82,8 +82,8 @@ def llama_grammar(schema: dict[str, Any]) -> Any:
         return None
 
 
-TEXT_GBNF = r'root ::= [^\x00-\x20<] [^<]*'
-"""Plain text that starts with a visible character: the grammar of a retried empty answer."""
+TEXT_GBNF = r'root ::= [^\x00-\x20<`{] [^<`{]*'
+"""Prose that starts with a visible character, without code fences, JSON or tags."""
 
 
 def llama_text_grammar() -> Any:
@@ -156,14 +156,27 @@ def _owes_a_call(text: str, names: Sequence[str], messages: Sequence[BaseMessage
     last = messages[-1] if messages else None
     if isinstance(last, HumanMessage):
         return not text.rstrip().endswith("?")
-    if isinstance(last, ToolMessage) and last.status == "error":
-        errors = 0
-        for message in reversed(messages):
-            if isinstance(message, HumanMessage):
-                break
-            errors += isinstance(message, ToolMessage) and message.status == "error"
-        return errors == 1
-    return False
+    return _errors_this_turn(messages) == 1
+
+
+def _errors_this_turn(messages: Sequence[BaseMessage]) -> int:
+    """Failed tool calls since the person's last message, when the latest result failed."""
+    if not messages or not (isinstance(messages[-1], ToolMessage)
+                            and messages[-1].status == "error"):
+        return 0
+    errors = 0
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            break
+        errors += isinstance(message, ToolMessage) and message.status == "error"
+    return errors
+
+
+def _not_an_answer(text: str, names: Sequence[str]) -> bool:
+    """Whether a final reply is empty, or code, JSON or a tool's description, not prose."""
+    stripped = text.strip()
+    return (not stripped or "```" in stripped or stripped.startswith(("{", "<", "["))
+            or mentions_tool(stripped, names))
 
 
 def _repeats(reply: ParsedReply, messages: Sequence[BaseMessage]) -> bool:
@@ -224,8 +237,12 @@ class LocalChatModel(BaseChatModel):
     grammar_factory: GrammarFactory | None = Field(default=llama_grammar, exclude=True)
     text_grammar_factory: Callable[[], Any] | None = Field(default=llama_text_grammar,
                                                            exclude=True)
-    """Builds the grammar of a non-empty answer, used once when a final reply comes back
-    empty (a small model sometimes ends its turn at once after a tool result)."""
+    """Builds the grammar of a plain-prose answer (no code, JSON or tags), used when a final
+    reply after a tool result is empty or is code, JSON or a description of a call instead
+    of an answer, and when the turn's calls failed :attr:`max_tool_errors` times."""
+    max_tool_errors: int = 2
+    """Failed calls in one turn after which the model answers in words (the first error
+    gets one retry; then it says what went wrong instead of trying again)."""
     prompts: list[str] | None = Field(default=None, exclude=True)
     """When a list, every prompt sent is appended (for tests and measurements)."""
 
@@ -277,39 +294,23 @@ class LocalChatModel(BaseChatModel):
         stops = [*STOP, *(stop or [])]
         call_stops = [*stops, "</tool_call>"]
         last = messages[-1] if messages else None
-        owed = isinstance(last, HumanMessage) or (isinstance(last, ToolMessage)
-                                                  and last.status == "error")
         with self.lock:
             prompt, max_tokens = self._fit(messages, tools, response_schema, prefix)
-            done = self._complete(prompt, max_tokens, call_stops if forced else stops,
-                                  self._grammar(grammar_schema))
-            text = prefix + done.text + ("\n</tool_call>" if forced else "")
-            reply = parse_reply(text, names)
-            sql_ok = owed or SQL_FENCE.sub("", done.text).strip() == ""  # nothing but SQL
-            if not reply.tool_calls and not reply.invalid_tool_calls and sql_ok and self.sql_tool:
-                recovered = parse_reply(text, names, sql_tool=self.sql_tool,
-                                        sql_arg=_sql_argument(tools, self.sql_tool))
-                if not _repeats(recovered, messages):  # a repeated query would only loop
-                    reply = recovered
-            if (tools and not forced and self.retry_described_calls and not reply.tool_calls
-                    and not reply.invalid_tool_calls and _owes_a_call(done.text, names, messages)):
-                # the reply describes a call instead of making it: let the model make it,
-                # continuing its own words, with the call's JSON constrained by a grammar
-                plan = done.text.split("```", 1)[0].rstrip()
-                opened = (plan + "\n" if plan else "") + "<tool_call>\n"
-                room = int(self.llama.n_ctx()) - self._count(prompt + opened)
-                if room >= MIN_ANSWER_TOKENS:
-                    more = self._complete(prompt + opened, min(self.max_tokens, room),
-                                          call_stops, self._grammar(tool_call_schema(tools, names)))
-                    retried = parse_reply(opened + more.text + "\n</tool_call>", names)
-                    if not _repeats(retried, messages):  # a repeated call would only loop
-                        reply = retried
-                    done = done.plus(more)
-            if (not reply.tool_calls and not reply.invalid_tool_calls and not reply.content
-                    and response_schema is None and isinstance(last, ToolMessage)):
-                grammar = self.text_grammar_factory() if self.text_grammar_factory else None
-                again = self._complete(prompt, max_tokens, stops, grammar)
-                reply = parse_reply(again.text)  # an answer now, not another call
+            if tools and not forced and _errors_this_turn(messages) >= self.max_tool_errors:
+                # the call failed and so did its retry: say so instead of trying again
+                done = self._complete(prompt, max_tokens, stops, self._prose_grammar())
+                reply = ParsedReply(content=done.text.strip())
+            else:
+                done = self._complete(prompt, max_tokens, call_stops if forced else stops,
+                                      self._grammar(grammar_schema))
+                text = prefix + done.text + ("\n</tool_call>" if forced else "")
+                reply = parse_reply(text, names)
+                if not reply.tool_calls and not reply.invalid_tool_calls and tools and not forced:
+                    reply, done = self._recover_call(reply, done, text, prompt, tools, messages)
+            if (not reply.tool_calls and not reply.invalid_tool_calls and response_schema is None
+                    and isinstance(last, ToolMessage) and _not_an_answer(reply.content, names)):
+                again = self._complete(prompt, max_tokens, stops, self._prose_grammar())
+                reply = ParsedReply(content=again.text.strip())  # an answer now, not a call
                 done = done.plus(again)
         message = reply.message(
             usage_metadata={"input_tokens": done.prompt_tokens,
@@ -319,6 +320,42 @@ class LocalChatModel(BaseChatModel):
                                "seconds": round(done.seconds, 3), "model_calls": done.calls})
         return ChatResult(generations=[ChatGeneration(message=message)],
                           llm_output={"model_name": self.model_name})
+
+    def _recover_call(self, reply: ParsedReply, done: _Completion, text: str, prompt: str,
+                      tools: list[dict[str, Any]], messages: Sequence[BaseMessage]
+                      ) -> tuple[ParsedReply, _Completion]:
+        """A reply without a call, read or continued into the call it owes, if any.
+
+        A ```sql fence becomes a call of :attr:`sql_tool` where a call is due (or the reply is
+        nothing but SQL); a reply that describes a call is continued from its own words into a
+        ``<tool_call>`` whose JSON a grammar constrains. A repeated call is never made (it
+        would only loop).
+        """
+        names = [t["function"]["name"] for t in tools]
+        last = messages[-1] if messages else None
+        owed = isinstance(last, HumanMessage) or (isinstance(last, ToolMessage)
+                                                  and last.status == "error")
+        only_sql = SQL_FENCE.sub("", done.text).strip() == ""
+        if self.sql_tool and (owed or only_sql):
+            recovered = parse_reply(text, names, sql_tool=self.sql_tool,
+                                    sql_arg=_sql_argument(tools, self.sql_tool))
+            if recovered.tool_calls and not _repeats(recovered, messages):
+                return recovered, done
+        if not (self.retry_described_calls and _owes_a_call(done.text, names, messages)):
+            return reply, done
+        plan = done.text.split("```", 1)[0].rstrip()
+        opened = (plan + "\n" if plan else "") + "<tool_call>\n"
+        room = int(self.llama.n_ctx()) - self._count(prompt + opened)
+        if room < MIN_ANSWER_TOKENS:
+            return reply, done
+        more = self._complete(prompt + opened, min(self.max_tokens, room),
+                              [*STOP, "</tool_call>"],
+                              self._grammar(tool_call_schema(tools, names)))
+        retried = parse_reply(opened + more.text + "\n</tool_call>", names)
+        return (reply if _repeats(retried, messages) else retried), done.plus(more)
+
+    def _prose_grammar(self) -> Any:
+        return self.text_grammar_factory() if self.text_grammar_factory else None
 
     def _grammar(self, schema: dict[str, Any] | None) -> Any:
         return self.grammar_factory(schema) if schema is not None and self.grammar_factory else None

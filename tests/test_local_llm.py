@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 from agent.analyst import Analyst
 from agent.config import Settings
 from agent.events import Done, ToolFinished
-from agent.local_chat_format import compact_tool, format_prompt, parse_reply
+from agent.local_chat_format import TOOL_TURN_HINT, compact_tool, format_prompt, parse_reply
 from agent.local_llm import LocalChatModel, LocalModelError, make_local_model
 from agent.model_fetch import FetchError, fetch_model
 from tools.errors import AtlasError
@@ -149,21 +149,23 @@ def test_tag_style_calls_and_fenced_sql_on_the_first_reply() -> None:
 
 def test_fenced_sql_is_run_only_when_it_answers_the_question(tools: list[Any]) -> None:
     fenced = "```sql\nSELECT count(*) FROM plays\n```"
-    fake = FakeLlama([fenced, fenced])
-    model = local(fake).bind_tools(tools)
+    fake = FakeLlama([fenced, fenced, "There are 3 plays."])
+    model = local(fake, text_grammar_factory=lambda: "PROSE").bind_tools(tools)
     first = model.invoke([HumanMessage("how many plays?")])
     assert first.tool_calls[0]["args"] == {"sql": "SELECT count(*) FROM plays"}
     after = model.invoke([HumanMessage("how many plays?"), first,
                           ToolMessage('{"rows": [[3]]}', tool_call_id=first.tool_calls[0]["id"])])
-    assert after.tool_calls == [] and after.content == fenced  # the same query: an answer
+    # the same query again is no call, and code is no answer: asked again for prose
+    assert after.tool_calls == [] and after.content == "There are 3 plays."
+    assert fake.calls[-1]["grammar"] == "PROSE" and fake.prompts[-1] == fake.prompts[-2]
     other = "```sql\nSELECT count(*) FROM plays WHERE country = 'BR'\n```"
-    told = "Brazil's plays come from this query:\n" + other
     history = [HumanMessage("how many plays?"), first,
                ToolMessage('{"rows": [[3]]}', tool_call_id=first.tool_calls[0]["id"])]
     nxt = local(FakeLlama([other])).bind_tools(tools).invoke(history)
     assert nxt.tool_calls[0]["args"]["sql"].endswith("country = 'BR'")  # only SQL: a call
-    prose = local(FakeLlama([told])).bind_tools(tools).invoke(history)
-    assert prose.tool_calls == [] and prose.content == told
+    told = "Brazil's plays come from this query:\n" + other
+    prose = local(FakeLlama([told, "Brazil has 2."])).bind_tools(tools).invoke(history)
+    assert prose.tool_calls == [] and prose.content == "Brazil has 2."
 
 
 def test_text_answers_stay_text() -> None:
@@ -218,15 +220,32 @@ def test_a_described_call_is_continued_into_a_real_call(tools: list[Any]) -> Non
 def test_a_repeated_described_call_is_not_made_again(tools: list[Any]) -> None:
     done = AIMessage("", tool_calls=[{"name": "list_tables", "args": {}, "id": "a"}])
     fake = FakeLlama(["Use the `list_tables` tool again.",
-                      '{"name": "list_tables", "arguments": {}}'])
+                      '{"name": "list_tables", "arguments": {}}', "The table is plays."])
     reply = local(fake, grammar_factory=None).bind_tools(tools).invoke(
         [HumanMessage("tables?"), done, ToolMessage("plays", tool_call_id="a")])
-    assert reply.tool_calls == [] and reply.content == "Use the `list_tables` tool again."
+    # no second identical call; the description of one is no answer: asked again for prose
+    assert reply.tool_calls == [] and reply.content == "The table is plays."
+    assert len(fake.calls) == 3
     plain = FakeLlama(["The trend is up; the tool worked."])
     answered = local(plain).bind_tools(tools).invoke(
         [HumanMessage("up?"), done, ToolMessage("plays", tool_call_id="a")])
     assert answered.content.startswith("The trend") and answered.tool_calls == []
     assert len(plain.prompts) == 1  # "trend" as a word is no mention of the tool
+
+
+def test_after_a_failed_retry_the_model_answers_in_words(tools: list[Any]) -> None:
+    calls = [AIMessage("", tool_calls=[{"name": "run_sql", "args": {"sql": f"SELECT x{i}"},
+                                         "id": f"c{i}"}]) for i in range(2)]
+    errors = [ToolMessage(f"Error: unknown column x{i}", tool_call_id=f"c{i}", status="error")
+              for i in range(2)]
+    history = [HumanMessage("x?"), calls[0], errors[0], calls[1], errors[1]]
+    fake = FakeLlama(["There is no column x, so I cannot count it."])
+    reply = local(fake, text_grammar_factory=lambda: "PROSE").bind_tools(tools).invoke(history)
+    assert reply.tool_calls == [] and reply.content.startswith("There is no column x")
+    assert fake.calls[0]["grammar"] == "PROSE"
+    retry = FakeLlama([tool_call("run_sql", sql="SELECT 1")])  # after one error: a retry
+    again = local(retry).bind_tools(tools).invoke(history[:3])
+    assert again.tool_calls[0]["args"] == {"sql": "SELECT 1"}
 
 
 def test_an_empty_answer_after_a_tool_result_is_asked_for_again(tools: list[Any]) -> None:
@@ -321,7 +340,8 @@ def test_tool_results_go_back_as_tool_responses_and_the_prefix_is_stable(
     assert second.startswith(first)  # the whole first prompt is reused byte for byte
     assert second[len(first):] == (
         first_reply + "<|im_end|>\n<|im_start|>user\n<tool_response>\n"
-        '{"rows": [[1]]}\n</tool_response><|im_end|>\n<|im_start|>assistant\n')
+        '{"rows": [[1]]}\n</tool_response>\n' + TOOL_TURN_HINT
+        + "<|im_end|>\n<|im_start|>assistant\n")
 
 
 def test_consecutive_tool_results_share_one_user_turn() -> None:
@@ -333,7 +353,8 @@ def test_consecutive_tool_results_share_one_user_turn() -> None:
     assert ('<|im_start|>assistant\n<tool_call>\n{"name": "a", "arguments": {}}\n</tool_call>\n'
             '<tool_call>\n{"name": "b", "arguments": {"x": 1}}\n</tool_call><|im_end|>') in prompt
     assert prompt.endswith("<tool_response>\nr1\n</tool_response>\n<tool_response>\nr2\n"
-                           "</tool_response><|im_end|>\n<|im_start|>assistant\n")
+                           f"</tool_response>\n{TOOL_TURN_HINT}<|im_end|>\n"
+                           "<|im_start|>assistant\n")
     assert prompt.startswith("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are "
                              "a helpful assistant.<|im_end|>")
 

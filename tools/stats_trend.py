@@ -164,6 +164,8 @@ def _trend(ctx: ToolContext, p: Plan, grain: str, share: bool, top: int) -> dict
         raise no_rows(p)
     total = _frame_by_period(raw, periods, fill)["value"]
     overall = _growth(total.to_numpy(dtype=float))
+    if p.metric.additive:  # a count or a sum also has a total over the window
+        overall["total"] = float(np.nansum(total.to_numpy(dtype=float)))
     label, vu = p.metric.label, p.metric.unit
     summary: dict[str, Any] = {
         "metric": label, "measure": p.metric.sql, "grain": grain, "periods": len(periods),
@@ -258,6 +260,8 @@ def _overall_reading(label: str, vu: str, g: dict[str, Any], periods: list[dt.da
             f"{g['growth_first_to_last_pct']:+.1f}%")
     if g.get("growth_per_period_pct") is not None:
         text += f" ({g['growth_per_period_pct']:+.2f}% per {grain}, log-linear)"
+    if g.get("total") is not None:
+        text += f"; {fmt(g['total'], vu)} in total over the {len(periods)} {grain}s"
     if "change_p" in g:
         at = periods[g["change_index"]]
         verdict = "significant" if g["change_p"] < st.ALPHA else "not significant"
