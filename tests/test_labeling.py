@@ -22,7 +22,7 @@ from tools.base import ToolContext
 from tools.errors import ToolArgumentError
 from tools.evidence import k_anonymity
 from tools.labelers import count_words
-from tools.labeling import SMALL_NAME, label_items, label_segments
+from tools.labeling import MIN_PROPOSAL_COVERAGE, SMALL_NAME, label_items, label_segments
 from tools.llm_cache import LLMCache
 from tools.results import ResultStore
 from tools.semantic import SemanticNotes, load_notes
@@ -431,6 +431,22 @@ def test_label_items_model_proposes_the_taxonomy(small_ctx: ToolContext,
     got = small_ctx.workspace.frame("SELECT l.label, v.category FROM item_labels l JOIN videos v "
                                     "USING (video_id) WHERE v.category = 'Sports'")
     assert (got["label"] == "Sports > Football").mean() >= 0.6  # keyword fallback did the work
+
+
+def test_a_model_taxonomy_that_misses_the_data_is_set_aside(
+        small_ctx: ToolContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    draft = {"categories": [{"name": "Fitness", "children": [
+        "HIIT", "Resistance bands", "Pilates", "Quick squats"]}]}
+    model = ScriptedChatModel(steps=[AIMessage(json.dumps(draft))]
+                              + [AIMessage("no JSON here")] * 5)
+    monkeypatch.setattr(labeling, "labeling_model", lambda ctx: model)
+    # another sample size than the test above: its result is cached under its arguments
+    out = label_items(small_ctx, sample_share=0.5, max_sample=40).summary["taxonomy"]
+    assert out["source"].startswith("proposed from the data")
+    assert out["source"].endswith("the model's draft was set aside")
+    assert out["model_draft"] == ["Fitness > HIIT", "Fitness > Resistance bands",
+                                  "Fitness > Pilates", "Fitness > Quick squats"]
+    assert out["model_draft_coverage"] < MIN_PROPOSAL_COVERAGE * out["data_taxonomy_coverage"]
 
 
 def test_real_openai_client_path(small_dbs: dict[bool, Path], tmp_path: Path,

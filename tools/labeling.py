@@ -42,14 +42,24 @@ from tools.labelers import (
     name_candidates,
 )
 from tools.llm_cache import CachedModel, Usage, llm_cache, model_name
-from tools.taxonomy import ItemText, Taxonomy, data_taxonomy, label_counts, parse_taxonomy
+from tools.taxonomy import (
+    OTHER,
+    ItemText,
+    Taxonomy,
+    data_taxonomy,
+    label_counts,
+    parse_taxonomy,
+    score_items,
+)
 
 LABELS_TABLE = "segment_labels"
 ITEMS_TABLE = "item_labels"
 SMALL_NAME = "Other (small segments)"
 EVIDENCE_VERSION = "2"
-ITEMS_VERSION = "1"
+ITEMS_VERSION = "2"
 TAXONOMY_SAMPLE = 150
+MIN_PROPOSAL_COVERAGE = 0.15
+"""A model's taxonomy must match at least this share of the items the data's matches."""
 MIN_SAMPLE = 50
 SEED = 0
 
@@ -309,7 +319,31 @@ def _taxonomy(ctx: ToolContext, spec: ItemSpec, given: list[str] | None,
     table = ctx.catalog().table(source.table)
     fallback = data_taxonomy(ctx.workspace, source.table, source.key, source.text_cols,
                              source.tag_col, source.category_col, table.rows if table else 0)
-    return labeler.propose_taxonomy(sample[:TAXONOMY_SAMPLE], fallback)
+    proposed = labeler.propose_taxonomy(sample[:TAXONOMY_SAMPLE], fallback)
+    return proposed if proposed is fallback else checked_proposal(proposed, fallback, sample)
+
+
+def keyword_coverage(items: list[ItemText], taxonomy: Taxonomy) -> float:
+    """Share of ``items`` whose words or hashtags match some label of ``taxonomy``."""
+    if not items:
+        return 0.0
+    return sum(label != OTHER for label in score_items(items, taxonomy)) / len(items)
+
+
+def checked_proposal(proposed: Taxonomy, fallback: Taxonomy, sample: list[ItemText]) -> Taxonomy:
+    """The model's taxonomy, or the data-derived one when the model's misses the data.
+
+    A small model sometimes drafts labels for one corner of the sample only (ten kinds of
+    workout for a whole platform). Its labels' words must match at least
+    :data:`MIN_PROPOSAL_COVERAGE` as many sampled items as the data-derived taxonomy's do.
+    """
+    mine, theirs = keyword_coverage(sample, proposed), keyword_coverage(sample, fallback)
+    facts = {"model_draft_coverage": round(mine, 3), "data_taxonomy_coverage": round(theirs, 3)}
+    if theirs > 0 and mine < MIN_PROPOSAL_COVERAGE * theirs:
+        return Taxonomy(fallback.leaves, fallback.source + "; the model's draft was set aside",
+                        {**fallback.notes, **facts,
+                         "model_draft": proposed.labels[:12]})
+    return Taxonomy(proposed.leaves, proposed.source, {**proposed.notes, **facts})
 
 
 def label_items(ctx: ToolContext, items: str = "videos", taxonomy: list[str] | None = None,
