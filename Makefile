@@ -7,7 +7,7 @@ DB     := sample_db/atlas_sample.duckdb
 HOST   ?= 127.0.0.1
 PORT   ?= 7860
 
-.PHONY: setup run test lint bench browser local-model test-local clean
+.PHONY: setup run test lint bench browser local-model test-local bench-local clean
 
 setup: $(STAMP) $(DB)
 
@@ -49,6 +49,11 @@ local-model: $(STAMP)
 
 test-local: local-model
 	$(BIN)/python -m pytest -q -m local_llm tests/test_local_llm.py
+
+# Atlas vs LangChain's SQL agent and one-shot text-to-SQL on the local model (~30-60 min).
+bench-local: local-model
+	$(BIN)/python -m pip install -q -e '.[local,peers]'
+	$(BIN)/python benchmarks/bench_local_peers.py --resume
 
 clean:
 	rm -rf $(VENV) .atlas $(DB) sample_db/truth test-artifacts bench-out

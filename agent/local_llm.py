@@ -82,6 +82,7 @@ def llama_grammar(schema: dict[str, Any]) -> Any:
         return None
 
 
+FAILED_OPENER = "I could not answer this from the data: "
 TEXT_GBNF = r'root ::= [^\x00-\x20<`{] [^<`{]*'
 """Prose that starts with a visible character, without code fences, JSON or tags."""
 
@@ -170,6 +171,17 @@ def _errors_this_turn(messages: Sequence[BaseMessage]) -> int:
             break
         errors += isinstance(message, ToolMessage) and message.status == "error"
     return errors
+
+
+def _nothing_worked(messages: Sequence[BaseMessage]) -> bool:
+    """Whether this turn called tools and every call failed."""
+    results = []
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            break
+        if isinstance(message, ToolMessage):
+            results.append(message.status == "error")
+    return bool(results) and all(results)
 
 
 def _not_an_answer(text: str, names: Sequence[str]) -> bool:
@@ -298,8 +310,8 @@ class LocalChatModel(BaseChatModel):
             prompt, max_tokens = self._fit(messages, tools, response_schema, prefix)
             if tools and not forced and _errors_this_turn(messages) >= self.max_tool_errors:
                 # the call failed and so did its retry: say so instead of trying again
-                done = self._complete(prompt, max_tokens, stops, self._prose_grammar())
-                reply = ParsedReply(content=done.text.strip())
+                done = self._failure_answer(prompt, max_tokens, stops)
+                reply = ParsedReply(content=done.text)
             else:
                 done = self._complete(prompt, max_tokens, call_stops if forced else stops,
                                       self._grammar(grammar_schema))
@@ -307,11 +319,15 @@ class LocalChatModel(BaseChatModel):
                 reply = parse_reply(text, names)
                 if not reply.tool_calls and not reply.invalid_tool_calls and tools and not forced:
                     reply, done = self._recover_call(reply, done, text, prompt, tools, messages)
-            if (not reply.tool_calls and not reply.invalid_tool_calls and response_schema is None
-                    and isinstance(last, ToolMessage) and _not_an_answer(reply.content, names)):
-                again = self._complete(prompt, max_tokens, stops, self._prose_grammar())
-                reply = ParsedReply(content=again.text.strip())  # an answer now, not a call
-                done = done.plus(again)
+                answered = (not reply.tool_calls and not reply.invalid_tool_calls
+                            and response_schema is None and isinstance(last, ToolMessage))
+                if answered and _nothing_worked(messages):
+                    again = self._failure_answer(prompt, max_tokens, stops)
+                    reply, done = ParsedReply(content=again.text), done.plus(again)
+                elif answered and _not_an_answer(reply.content, names):
+                    again = self._complete(prompt, max_tokens, stops, self._prose_grammar())
+                    reply = ParsedReply(content=again.text.strip())  # an answer, not a call
+                    done = done.plus(again)
         message = reply.message(
             usage_metadata={"input_tokens": done.prompt_tokens,
                             "output_tokens": done.completion_tokens,
@@ -353,6 +369,13 @@ class LocalChatModel(BaseChatModel):
                               self._grammar(tool_call_schema(tools, names)))
         retried = parse_reply(opened + more.text + "\n</tool_call>", names)
         return (reply if _repeats(retried, messages) else retried), done.plus(more)
+
+    def _failure_answer(self, prompt: str, max_tokens: int, stops: list[str]) -> _Completion:
+        """The answer of a turn whose every call failed: it opens with :data:`FAILED_OPENER`
+        and the model says, in prose, what went wrong (no number comes from a failed call)."""
+        done = self._complete(prompt + FAILED_OPENER, max_tokens, stops, self._prose_grammar())
+        done.text = FAILED_OPENER + done.text.strip()
+        return done
 
     def _prose_grammar(self) -> Any:
         return self.text_grammar_factory() if self.text_grammar_factory else None

@@ -29,7 +29,7 @@ from agent.analyst import Analyst
 from agent.config import Settings
 from agent.events import Done, ToolFinished
 from agent.local_chat_format import TOOL_TURN_HINT, compact_tool, format_prompt, parse_reply
-from agent.local_llm import LocalChatModel, LocalModelError, make_local_model
+from agent.local_llm import FAILED_OPENER, LocalChatModel, LocalModelError, make_local_model
 from agent.model_fetch import FetchError, fetch_model
 from tools.errors import AtlasError
 from tools.llm_cache import invoke_structured
@@ -239,10 +239,16 @@ def test_after_a_failed_retry_the_model_answers_in_words(tools: list[Any]) -> No
     errors = [ToolMessage(f"Error: unknown column x{i}", tool_call_id=f"c{i}", status="error")
               for i in range(2)]
     history = [HumanMessage("x?"), calls[0], errors[0], calls[1], errors[1]]
-    fake = FakeLlama(["There is no column x, so I cannot count it."])
+    fake = FakeLlama(["there is no column x, so I cannot count it."])
     reply = local(fake, text_grammar_factory=lambda: "PROSE").bind_tools(tools).invoke(history)
-    assert reply.tool_calls == [] and reply.content.startswith("There is no column x")
+    assert reply.tool_calls == []
+    assert reply.content == FAILED_OPENER + "there is no column x, so I cannot count it."
     assert fake.calls[0]["grammar"] == "PROSE"
+    # one error and a retry that describes the same call again: the turn failed, say so
+    narrated = FakeLlama(["The error says x is unknown; use `run_sql` again.",
+                          tool_call("run_sql", sql="SELECT x0"), "x is not a column."])
+    told = local(narrated, grammar_factory=None).bind_tools(tools).invoke(history[:3])
+    assert told.tool_calls == [] and told.content == FAILED_OPENER + "x is not a column."
     retry = FakeLlama([tool_call("run_sql", sql="SELECT 1")])  # after one error: a retry
     again = local(retry).bind_tools(tools).invoke(history[:3])
     assert again.tool_calls[0]["args"] == {"sql": "SELECT 1"}
@@ -277,10 +283,11 @@ def test_a_first_reply_in_prose_or_after_an_error_is_continued_into_a_call(
     assert retry.tool_calls[0]["name"] == "run_sql"  # one retry with the error
     second = AIMessage("", tool_calls=[{"name": "run_sql", "args": {"sql": "SELECT y"}, "id": "2"}])
     again = ToolMessage("Error: unknown column y", tool_call_id="2", status="error")
-    gives_up = FakeLlama(["Neither column exists, sorry."])
+    gives_up = FakeLlama(["neither column exists."])
     final = local(gives_up).bind_tools(tools).invoke(
         [HumanMessage("plays?"), first, error, second, again])
-    assert final.tool_calls == [] and final.content == "Neither column exists, sorry."
+    assert final.tool_calls == [] and final.content == FAILED_OPENER + "neither column exists."
+    assert gives_up.prompts[0].endswith("<|im_start|>assistant\n" + FAILED_OPENER)
 
 
 # ---------------------------------------------------------------- prompt layout
