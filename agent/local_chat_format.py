@@ -44,8 +44,11 @@ TOOLS_FOOTER = (
 JSON_INSTRUCTION = "\n\nAnswer with one JSON object that matches this JSON schema:\n{schema}"
 TOOL_TURN_HINT = ("Answer the question from these results in plain sentences with the numbers, "
                   "or call another tool if they are not enough.")
-"""Closes every turn of tool results: a small model otherwise tends to echo the JSON or to
-describe the call it just made instead of answering."""
+TOOL_ERROR_HINT = ("The call failed: read the error, fix the arguments (for SQL: the tables, "
+                   "columns and joins it names) and call the tool again.")
+"""Closes every turn of tool results (the error hint when a call failed): a small model
+otherwise tends to echo the JSON, to describe the call it just made instead of answering, or
+to answer a failed call from its imagination."""
 DESCRIPTION_CHARS = 220
 PARAM_CHARS = 90
 OPTIONAL_PARAM_CHARS = 72
@@ -178,10 +181,13 @@ def format_prompt(messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any
         message = rest[i]
         if isinstance(message, ToolMessage):
             block = f"{IM_START}user"
+            failed = False
             while i < len(rest) and isinstance(rest[i], ToolMessage):
                 block += f"\n<tool_response>\n{_text(rest[i].content)}\n</tool_response>"
+                failed = failed or rest[i].status == "error"
                 i += 1
-            out.append(block + "\n" + TOOL_TURN_HINT + IM_END + "\n")
+            hint = TOOL_ERROR_HINT if failed else TOOL_TURN_HINT
+            out.append(block + "\n" + hint + IM_END + "\n")
             continue
         if isinstance(message, AIMessage):
             out.append(_assistant(message))

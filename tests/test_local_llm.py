@@ -28,7 +28,13 @@ from pydantic import BaseModel, Field
 from agent.analyst import Analyst
 from agent.config import Settings
 from agent.events import Done, ToolFinished
-from agent.local_chat_format import TOOL_TURN_HINT, compact_tool, format_prompt, parse_reply
+from agent.local_chat_format import (
+    TOOL_ERROR_HINT,
+    TOOL_TURN_HINT,
+    compact_tool,
+    format_prompt,
+    parse_reply,
+)
 from agent.local_llm import FAILED_OPENER, LocalChatModel, LocalModelError, make_local_model
 from agent.model_fetch import FetchError, fetch_model
 from tools.errors import AtlasError
@@ -364,6 +370,10 @@ def test_consecutive_tool_results_share_one_user_turn() -> None:
                            "<|im_start|>assistant\n")
     assert prompt.startswith("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are "
                              "a helpful assistant.<|im_end|>")
+    failed = format_prompt([HumanMessage("q"), call, ToolMessage("r1", tool_call_id="1"),
+                            ToolMessage("Error: no", tool_call_id="2", status="error")])
+    assert failed.endswith(f"</tool_response>\n{TOOL_ERROR_HINT}<|im_end|>\n"
+                           "<|im_start|>assistant\n")
 
 
 def test_old_tool_results_are_shortened_to_fit_the_context() -> None:

@@ -304,6 +304,18 @@ def test_unknown_column_names_it_and_the_columns(ws: Workspace) -> None:
     assert "Traceback" not in message and "LINE 1" not in message
 
 
+def test_unknown_column_of_another_table_says_where_it_is(tmp_path: Path) -> None:
+    db = tmp_path / "shop.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE customers (customer_id INTEGER, region VARCHAR)")
+    con.execute("CREATE TABLE orders (order_id INTEGER, customer_id INTEGER, amount DOUBLE)")
+    con.close()
+    with Workspace(db, tmp_path / "home", "j") as ws, pytest.raises(QueryError) as info:
+        ws.query("SELECT region, sum(amount) FROM orders GROUP BY region")
+    assert str(info.value).endswith(
+        "; customers has region (join customers ON orders.customer_id = customers.customer_id)")
+
+
 def test_other_duckdb_errors_are_query_errors(ws: Workspace) -> None:
     with pytest.raises(QueryError) as info:
         ws.query("SELECT CAST(handle AS INTEGER) FROM users")

@@ -288,7 +288,8 @@ class Workspace:
 
     def _unknown_column(self, column: str, text: str, tables: frozenset[str]) -> str:
         message = f'unknown column "{column}"'
-        hint = re.search(r"Candidate bindings:[ :]*(.+)", text)
+        elsewhere = self._found_elsewhere(column.rsplit(".", 1)[-1], tables)
+        hint = None if elsewhere else re.search(r"Candidate bindings:[ :]*(.+)", text)
         if hint:
             candidates = re.findall(r'"([^"]+)"', hint.group(1))
             if candidates:
@@ -305,7 +306,39 @@ class Workspace:
             rows = []
         for table, columns in rows:
             message += f"; columns of {table}: {columns}"
-        return message
+        return message + elsewhere
+
+    def _found_elsewhere(self, column: str, tables: frozenset[str]) -> str:
+        """Where else ``column`` is, and the shared column to join on: the hint a model needs
+        when it asks a table for another table's column."""
+        try:
+            found = self._con.execute(
+                "SELECT c.table_name, (SELECT string_agg(k.column_name, ', ' ORDER BY "
+                "k.ordinal_position) FROM information_schema.columns k WHERE k.table_catalog = "
+                "c.table_catalog AND k.table_schema = 'main' AND k.table_name = c.table_name) "
+                "FROM information_schema.columns c WHERE c.table_catalog IN (?, ?) "
+                "AND c.table_schema = 'main' AND lower(c.column_name) = lower(?) "
+                "AND lower(c.table_name) NOT IN (SELECT unnest(?)) "
+                "AND c.table_name NOT LIKE '\\_\\_atlas%' ESCAPE '\\' ORDER BY 1 LIMIT 3",
+                [WAREHOUSE, SESSION, column, sorted(tables)],
+            ).fetchall()
+            mine = self._con.execute(
+                "SELECT lower(table_name), lower(column_name) FROM information_schema.columns "
+                "WHERE table_catalog IN (?, ?) AND table_schema = 'main' "
+                "AND lower(table_name) IN (SELECT unnest(?))",
+                [WAREHOUSE, SESSION, sorted(tables)],
+            ).fetchall()
+        except duckdb.Error:
+            return ""
+        hints = []
+        for other, columns in found:
+            theirs = [c.strip() for c in columns.split(",")]
+            keys = [(t, c) for t, c in mine for k in theirs
+                    if c == k.lower() and (c.endswith("_id") or c == "id")]
+            join = (f" (join {other} ON {keys[0][0]}.{keys[0][1]} = {other}.{keys[0][1]})"
+                    if keys else "")
+            hints.append(f"{other} has {column}{join}")
+        return "; " + "; ".join(hints) if hints else ""
 
     # -- session tables ----------------------------------------------------------------------
 
