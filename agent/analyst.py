@@ -36,6 +36,7 @@ from agent.events import (
 from agent.graph import build_graph
 from agent.llm import describe_llm_error, estimate_cost, make_chat_model
 from tools.base import ToolContext
+from tools.catalog import calendar_text
 from tools.errors import AtlasError
 from tools.registry import SMALL_MODEL_TOOLS, build_tools
 from tools.results import ResultStore
@@ -129,9 +130,12 @@ class Analyst:
 
     def system_prompt(self, ctx: ToolContext) -> str:
         """The system prompt: rules plus the live schema and metric notes (no personal values)."""
-        name = "system_small" if self.settings.small_profile else "system"
-        return prompts.render(name, database=Path(self.settings.db).name,
-                              schema=ctx.catalog().schema_text())
+        catalog = ctx.catalog()
+        if self.settings.small_profile:
+            return prompts.render("system_small", database=Path(self.settings.db).name,
+                                  schema=catalog.schema_text(), calendar=calendar_text(catalog))
+        return prompts.render("system", database=Path(self.settings.db).name,
+                              schema=catalog.schema_text())
 
     def result(self, session: str, ref: str) -> Any:
         """The DataFrame or plotly figure behind ``ref`` in ``session``."""

@@ -85,16 +85,18 @@ def llama_grammar(schema: dict[str, Any]) -> Any:
 FAILED_OPENER = "I could not answer this from the data: "
 TEXT_GBNF = r'root ::= [^\x00-\x20<`{] [^<`{]*'
 """Prose that starts with a visible character, without code fences, JSON or tags."""
+FAILURE_GBNF = r'root ::= [^\x00-\x20<`{0-9] [^<`{0-9]*'
+"""The same prose without digits: what a failed turn's answer may say."""
 
 
-def llama_text_grammar() -> Any:
+def llama_text_grammar(gbnf: str = TEXT_GBNF) -> Any:
     """A llama.cpp grammar for a non-empty plain-text answer (None when unavailable)."""
     try:
         import llama_cpp
     except ImportError:
         return None
     try:
-        return llama_cpp.LlamaGrammar.from_string(TEXT_GBNF, verbose=False)
+        return llama_cpp.LlamaGrammar.from_string(gbnf, verbose=False)
     except Exception:  # noqa: BLE001 - without it the retry is unconstrained
         return None
 
@@ -252,6 +254,10 @@ class LocalChatModel(BaseChatModel):
     """Builds the grammar of a plain-prose answer (no code, JSON or tags), used when a final
     reply after a tool result is empty or is code, JSON or a description of a call instead
     of an answer, and when the turn's calls failed :attr:`max_tool_errors` times."""
+    failure_grammar_factory: Callable[[], Any] | None = Field(
+        default=lambda: llama_text_grammar(FAILURE_GBNF), exclude=True)
+    """Builds the grammar of the answer to a turn whose calls all failed: prose without
+    digits, since no number was computed."""
     max_tool_errors: int = 2
     """Failed calls in one turn after which the model answers in words (the first error
     gets one retry; then it says what went wrong instead of trying again)."""
@@ -373,7 +379,8 @@ class LocalChatModel(BaseChatModel):
     def _failure_answer(self, prompt: str, max_tokens: int, stops: list[str]) -> _Completion:
         """The answer of a turn whose every call failed: it opens with :data:`FAILED_OPENER`
         and the model says, in prose, what went wrong (no number comes from a failed call)."""
-        done = self._complete(prompt + FAILED_OPENER, max_tokens, stops, self._prose_grammar())
+        grammar = self.failure_grammar_factory() if self.failure_grammar_factory else None
+        done = self._complete(prompt + FAILED_OPENER, max_tokens, stops, grammar)
         done.text = FAILED_OPENER + done.text.strip()
         return done
 

@@ -246,10 +246,11 @@ def test_after_a_failed_retry_the_model_answers_in_words(tools: list[Any]) -> No
               for i in range(2)]
     history = [HumanMessage("x?"), calls[0], errors[0], calls[1], errors[1]]
     fake = FakeLlama(["there is no column x, so I cannot count it."])
-    reply = local(fake, text_grammar_factory=lambda: "PROSE").bind_tools(tools).invoke(history)
+    reply = local(fake, failure_grammar_factory=lambda: "NO-DIGITS").bind_tools(tools).invoke(
+        history)
     assert reply.tool_calls == []
     assert reply.content == FAILED_OPENER + "there is no column x, so I cannot count it."
-    assert fake.calls[0]["grammar"] == "PROSE"
+    assert fake.calls[0]["grammar"] == "NO-DIGITS"  # no number was computed: none is written
     # one error and a retry that describes the same call again: the turn failed, say so
     narrated = FakeLlama(["The error says x is unknown; use `run_sql` again.",
                           tool_call("run_sql", sql="SELECT x0"), "x is not a column."])

@@ -310,10 +310,15 @@ def test_unknown_column_of_another_table_says_where_it_is(tmp_path: Path) -> Non
     con.execute("CREATE TABLE customers (customer_id INTEGER, region VARCHAR)")
     con.execute("CREATE TABLE orders (order_id INTEGER, customer_id INTEGER, amount DOUBLE)")
     con.close()
-    with Workspace(db, tmp_path / "home", "j") as ws, pytest.raises(QueryError) as info:
-        ws.query("SELECT region, sum(amount) FROM orders GROUP BY region")
-    assert str(info.value).endswith(
-        "; customers has region (join customers ON orders.customer_id = customers.customer_id)")
+    join = "(join customers ON orders.customer_id = customers.customer_id)"
+    with Workspace(db, tmp_path / "home", "j") as ws:
+        for column in ("region", "customer_region"):
+            with pytest.raises(QueryError) as info:
+                ws.query(f"SELECT {column}, sum(amount) FROM orders GROUP BY 1")
+            assert str(info.value).endswith(f"; customers has region {join}")
+        with pytest.raises(QueryError) as info:
+            ws.query("SELECT o.nothing FROM orders o")
+        assert "has" not in str(info.value)
 
 
 def test_other_duckdb_errors_are_query_errors(ws: Workspace) -> None:

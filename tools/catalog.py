@@ -7,6 +7,7 @@ directory by the database fingerprint; session tables are profiled fresh.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -112,7 +113,8 @@ class Catalog:
                 elif include_values and c.values and c.kind in ("text", "list"):
                     bits.append("values: " + ", ".join(c.values[:12]))
                 if c.kind == "time" and c.min and c.max:
-                    bits.append(f"from {c.min} to {c.max}")
+                    # the latest first: relative windows ("last 30 days") count back from it
+                    bits.append(f"latest {c.max}, earliest {c.min}")
                 lines.append(" — ".join(bits))
         if self.metrics:
             lines.append("Metrics (use these definitions):")
@@ -120,6 +122,38 @@ class Catalog:
                 unit = f" [{m.unit}]" if m.unit else ""
                 lines.append(f"- {m.name} = {m.sql} on {m.table}{unit}: {m.description}")
         return "\n".join(lines)
+
+
+def calendar_text(catalog: Catalog, *, limit: int = 6) -> str:
+    """Ready-made date bounds for the usual relative windows, per latest timestamp.
+
+    One line per last day of the time columns (the latest first): the columns, that day, and
+    the bounds of the last 7 and 30 days (that day included), of its month and of the month
+    before. A small model
+    copies these instead of doing date arithmetic it gets wrong.
+    """
+    lines = []
+    found: list[tuple[dt.date, str]] = []
+    for t in catalog.tables.values():
+        for c in t.columns:
+            if c.kind == "time" and c.max:
+                try:
+                    found.append((dt.date.fromisoformat(c.max[:10]), f"{t.name}.{c.name}"))
+                except ValueError:
+                    continue
+    by_day: dict[dt.date, list[str]] = {}
+    for last, where in sorted(found):
+        by_day.setdefault(last, []).append(where)
+    for last in sorted(by_day, reverse=True)[:limit]:
+        where = ", ".join(by_day[last])
+        day = dt.timedelta(days=1)
+        month = last.replace(day=1)
+        previous = (month - day).replace(day=1)
+        lines.append(
+            f"- {where}: last day {last}; last 7 days >= '{last - 6 * day}'; last 30 days >= "
+            f"'{last - 29 * day}'; this month >= '{month}'; last month >= '{previous}' and "
+            f"< '{month}'; every bound < '{last + day}'")
+    return "\n".join(lines)
 
 
 def _quote(name: str) -> str:

@@ -309,36 +309,37 @@ class Workspace:
         return message + elsewhere
 
     def _found_elsewhere(self, column: str, tables: frozenset[str]) -> str:
-        """Where else ``column`` is, and the shared column to join on: the hint a model needs
-        when it asks a table for another table's column."""
+        """Where else ``column`` is, and the shared id column to join on: the hint a model
+        needs when it asks a table for another table's column. ``customer_segment`` also
+        finds ``customers.segment`` (a column named with its table's name in front)."""
         try:
-            found = self._con.execute(
-                "SELECT c.table_name, (SELECT string_agg(k.column_name, ', ' ORDER BY "
-                "k.ordinal_position) FROM information_schema.columns k WHERE k.table_catalog = "
-                "c.table_catalog AND k.table_schema = 'main' AND k.table_name = c.table_name) "
-                "FROM information_schema.columns c WHERE c.table_catalog IN (?, ?) "
-                "AND c.table_schema = 'main' AND lower(c.column_name) = lower(?) "
-                "AND lower(c.table_name) NOT IN (SELECT unnest(?)) "
-                "AND c.table_name NOT LIKE '\\_\\_atlas%' ESCAPE '\\' ORDER BY 1 LIMIT 3",
-                [WAREHOUSE, SESSION, column, sorted(tables)],
-            ).fetchall()
-            mine = self._con.execute(
-                "SELECT lower(table_name), lower(column_name) FROM information_schema.columns "
+            everything = self._con.execute(
+                "SELECT table_name, column_name FROM information_schema.columns "
                 "WHERE table_catalog IN (?, ?) AND table_schema = 'main' "
-                "AND lower(table_name) IN (SELECT unnest(?))",
-                [WAREHOUSE, SESSION, sorted(tables)],
-            ).fetchall()
+                "ORDER BY table_name, ordinal_position", [WAREHOUSE, SESSION]).fetchall()
         except duckdb.Error:
             return ""
+        columns: dict[str, list[str]] = {}
+        for table, name in everything:
+            if not table.startswith("__atlas"):
+                columns.setdefault(table, []).append(name)
+        wanted = column.lower()
+        mine = {t: [c.lower() for c in cols] for t, cols in columns.items() if t.lower() in tables}
         hints = []
-        for other, columns in found:
-            theirs = [c.strip() for c in columns.split(",")]
-            keys = [(t, c) for t, c in mine for k in theirs
-                    if c == k.lower() and (c.endswith("_id") or c == "id")]
+        for other, cols in columns.items():
+            if other.lower() in tables:
+                continue
+            names = {f"{prefix}_{c.lower()}": c for c in cols
+                     for prefix in {other.lower(), other.lower().removesuffix("s")}}
+            names.update({c.lower(): c for c in cols})
+            if wanted not in names:
+                continue
+            keys = [(t, c.lower()) for t, c_list in mine.items() for c in c_list
+                    if c in {k.lower() for k in cols} and (c.endswith("_id") or c == "id")]
             join = (f" (join {other} ON {keys[0][0]}.{keys[0][1]} = {other}.{keys[0][1]})"
                     if keys else "")
-            hints.append(f"{other} has {column}{join}")
-        return "; " + "; ".join(hints) if hints else ""
+            hints.append(f"{other} has {names[wanted]}{join}")
+        return "; " + "; ".join(hints[:3]) if hints else ""
 
     # -- session tables ----------------------------------------------------------------------
 
