@@ -37,6 +37,7 @@ from agent.local_chat_format import (
 )
 from agent.local_llm import FAILED_OPENER, LocalChatModel, LocalModelError, make_local_model
 from agent.model_fetch import FetchError, fetch_model
+from tests.evals import on_topic
 from tools.errors import AtlasError
 from tools.llm_cache import invoke_structured
 from tools.registry import SMALL_MODEL_TOOLS, build_tools
@@ -636,15 +637,6 @@ def test_real_model_calls_tools_and_reuses_the_prompt_prefix(
     assert {c["name"] for c in first.tool_calls + second.tool_calls} <= names
     assert second_eval < 0.1 * first_eval  # the system prompt and tools were not re-evaluated
     assert second_s < 0.5 * first_s
-
-
-def on_topic(name: str, topic: dict[str, Any]) -> bool:
-    """The name mentions the planted topic or one of its keywords (spaces and hyphens aside)."""
-    from tests.evals import topic_terms
-
-    squashed = "".join(ch for ch in name.lower() if ch.isalnum())
-    terms = topic_terms(topic) + [w for w in topic_terms(topic)[0].split() if len(w) > 3]
-    return any("".join(ch for ch in term.lower() if ch.isalnum()) in squashed for term in terms)
 
 
 @pytest.mark.local_llm

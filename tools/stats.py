@@ -122,7 +122,8 @@ def compare_groups(ctx: ToolContext, metric: str, dimension: str,
                    groups: list[str] | None = None,
                    filters: dict[str, list[str]] | None = None, start: str | None = None,
                    end: str | None = None, per: str | None = None) -> ToolOutput:
-    """Test whether a metric differs between groups (e.g. iOS vs Android users).
+    """Test whether a metric's difference between groups is real (e.g. do iOS users watch
+    more than Android users?); plain totals per group are run_sql.
 
     Aggregates the metric per unit first (never per event), then: Welch's t-test for means
     (Mann-Whitney as a robustness check) or, for rates such as a completion rate, a

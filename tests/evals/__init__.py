@@ -57,6 +57,14 @@ def topic_terms(topic: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(t for t in terms if t.lower() not in PROSE_WORDS))
 
 
+def on_topic(name: str, topic: dict[str, Any]) -> bool:
+    """A segment name mentions the planted topic or one of its keywords (spaces and hyphens
+    aside): how names are scored against the sample's planted truth."""
+    squashed = "".join(ch for ch in name.lower() if ch.isalnum())
+    terms = topic_terms(topic) + [w for w in topic_terms(topic)[0].split() if len(w) > 3]
+    return any("".join(ch for ch in term.lower() if ch.isalnum()) in squashed for term in terms)
+
+
 def _topics(folder: Path) -> dict[str, dict[str, Any]]:
     """The planted topics with their keywords, and their hashtags from the generator's
     vocabulary (``sample_db/topics.py``): answers name segments by hashtags."""
