@@ -85,8 +85,9 @@ def llama_grammar(schema: dict[str, Any]) -> Any:
 FAILED_OPENER = "I could not answer this from the data: "
 TEXT_GBNF = r'root ::= [^\x00-\x20<`{] [^<`{]*'
 """Prose that starts with a visible character, without code fences, JSON or tags."""
-FAILURE_GBNF = r'root ::= [^\x00-\x20<`{0-9] [^<`{0-9]*'
-"""The same prose without digits: what a failed turn's answer may say."""
+FAILURE_GBNF = r"""root ::= [A-Za-z"'(] [A-Za-z ,"'()_:;=*/-]* "." """
+"""One sentence of plain ASCII words without digits: what a failed turn's answer may say (a
+small model otherwise goes on to invent numbers, or rewrites the failed call)."""
 
 
 def llama_text_grammar(gbnf: str = TEXT_GBNF) -> Any:
@@ -256,8 +257,8 @@ class LocalChatModel(BaseChatModel):
     of an answer, and when the turn's calls failed :attr:`max_tool_errors` times."""
     failure_grammar_factory: Callable[[], Any] | None = Field(
         default=lambda: llama_text_grammar(FAILURE_GBNF), exclude=True)
-    """Builds the grammar of the answer to a turn whose calls all failed: prose without
-    digits, since no number was computed."""
+    """Builds the grammar of the answer to a turn whose calls all failed: one sentence
+    without digits, since no number was computed."""
     max_tool_errors: int = 2
     """Failed calls in one turn after which the model answers in words (the first error
     gets one retry; then it says what went wrong instead of trying again)."""
