@@ -14,6 +14,8 @@ in prose, an explanation of a tool error). The reader accepts fenced JSON and ``
 tags; a SELECT in a ```sql fence becomes a ``run_sql`` call where one is due; and a reply that
 owes a call is continued from its own words into a ``<tool_call>`` whose JSON a grammar built
 from the tools' schemas constrains. A repeated identical call is never forced (it would loop).
+A failed call gets one retry; a turn whose calls all failed ends with :data:`FAILED_OPENER` and
+one sentence without digits (no number was computed, so none may be written).
 
 Install with ``pip install 'interest-atlas[local]'``; fetch the default model with
 ``make local-model``.
@@ -254,7 +256,7 @@ class LocalChatModel(BaseChatModel):
                                                            exclude=True)
     """Builds the grammar of a plain-prose answer (no code, JSON or tags), used when a final
     reply after a tool result is empty or is code, JSON or a description of a call instead
-    of an answer, and when the turn's calls failed :attr:`max_tool_errors` times."""
+    of an answer."""
     failure_grammar_factory: Callable[[], Any] | None = Field(
         default=lambda: llama_text_grammar(FAILURE_GBNF), exclude=True)
     """Builds the grammar of the answer to a turn whose calls all failed: one sentence
