@@ -165,28 +165,27 @@ def _owes_a_call(text: str, names: Sequence[str], messages: Sequence[BaseMessage
     return _errors_this_turn(messages) == 1
 
 
-def _errors_this_turn(messages: Sequence[BaseMessage]) -> int:
-    """Failed tool calls since the person's last message, when the latest result failed."""
-    if not messages or not (isinstance(messages[-1], ToolMessage)
-                            and messages[-1].status == "error"):
-        return 0
-    errors = 0
-    for message in reversed(messages):
-        if isinstance(message, HumanMessage):
-            break
-        errors += isinstance(message, ToolMessage) and message.status == "error"
-    return errors
-
-
-def _nothing_worked(messages: Sequence[BaseMessage]) -> bool:
-    """Whether this turn called tools and every call failed."""
-    results = []
+def _failures_this_turn(messages: Sequence[BaseMessage]) -> list[bool]:
+    """Whether each tool result since the person's last message failed, latest first."""
+    failed = []
     for message in reversed(messages):
         if isinstance(message, HumanMessage):
             break
         if isinstance(message, ToolMessage):
-            results.append(message.status == "error")
-    return bool(results) and all(results)
+            failed.append(message.status == "error")
+    return failed
+
+
+def _errors_this_turn(messages: Sequence[BaseMessage]) -> int:
+    """Failed tool calls since the person's last message, when the latest result failed."""
+    failed = _failures_this_turn(messages)
+    return sum(failed) if failed and failed[0] and isinstance(messages[-1], ToolMessage) else 0
+
+
+def _nothing_worked(messages: Sequence[BaseMessage]) -> bool:
+    """Whether this turn called tools and every call failed."""
+    failed = _failures_this_turn(messages)
+    return bool(failed) and all(failed)
 
 
 def _not_an_answer(text: str, names: Sequence[str]) -> bool:
