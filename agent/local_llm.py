@@ -356,9 +356,8 @@ class LocalChatModel(BaseChatModel):
         would only loop).
         """
         names = [t["function"]["name"] for t in tools]
-        last = messages[-1] if messages else None
-        owed = isinstance(last, HumanMessage) or (isinstance(last, ToolMessage)
-                                                  and last.status == "error")
+        owed = (bool(messages) and isinstance(messages[-1], HumanMessage)
+                or _errors_this_turn(messages) > 0)
         only_sql = SQL_FENCE.sub("", done.text).strip() == ""
         if self.sql_tool and (owed or only_sql):
             recovered = parse_reply(text, names, sql_tool=self.sql_tool,

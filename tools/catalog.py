@@ -129,9 +129,9 @@ def calendar_text(catalog: Catalog, *, limit: int = 6) -> str:
 
     One line per last day of the time columns (the latest first): the columns, that day, and
     the bounds of the last 7 and 30 days (that day included), of its month and of the month
-    before. A small model
-    copies these instead of doing date arithmetic it gets wrong.
+    before. A small model copies these instead of doing date arithmetic it gets wrong.
     """
+    day = dt.timedelta(days=1)
     lines = []
     found: list[tuple[dt.date, str]] = []
     for t in catalog.tables.values():
@@ -146,7 +146,6 @@ def calendar_text(catalog: Catalog, *, limit: int = 6) -> str:
         by_day.setdefault(last, []).append(where)
     for last in sorted(by_day, reverse=True)[:limit]:
         where = ", ".join(by_day[last])
-        day = dt.timedelta(days=1)
         month = last.replace(day=1)
         previous = (month - day).replace(day=1)
         lines.append(

@@ -224,17 +224,20 @@ def discover_sources(catalog: Catalog, schema: InteractionSchema) -> TextSources
                        creator.name if creator else None, search_table, search_user, search_text)
 
 
+SEGMENT_SOURCES = {"cluster": ("user_clusters", "cluster_id", "cluster_users"),
+                   "community": ("user_communities", "community_id", "detect_communities")}
+"""Each segment kind's session table, segment column and the tool that makes the table."""
+
+
 def segment_table(catalog: Catalog, kind: str) -> SegmentTable:
     """The session table of ``kind`` ("cluster" or "community") and its columns.
 
     Raises:
         ToolArgumentError: for an unknown kind, or when the table does not exist yet.
     """
-    names = {"cluster": ("user_clusters", "cluster_id", "cluster_users"),
-             "community": ("user_communities", "community_id", "detect_communities")}
-    if kind not in names:
+    if kind not in SEGMENT_SOURCES:
         raise ToolArgumentError(f"unknown segment_kind '{kind}'; choose 'cluster' or 'community'")
-    table, seg_col, tool = names[kind]
+    table, seg_col, tool = SEGMENT_SOURCES[kind]
     info = catalog.table(table)
     if info is None or info.origin != "session":
         raise ToolArgumentError(f"there is no {table} table yet: run {tool} first")

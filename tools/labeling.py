@@ -24,6 +24,7 @@ from tools.catalog import TableInfo
 from tools.classifier import leaf_documents, train_and_predict
 from tools.errors import ToolArgumentError
 from tools.evidence import (
+    SEGMENT_SOURCES,
     EvidenceSet,
     SegmentEvidence,
     collect_evidence,
@@ -82,17 +83,13 @@ def _labeler(ctx: ToolContext) -> tuple[DeterministicLabeler | LLMLabeler, Usage
 # ---------------------------------------------------------------- label_segments
 
 
-SEGMENT_TOOLS = {"cluster": ("user_clusters", "cluster_users"),
-                 "community": ("user_communities", "detect_communities")}
-
-
 def _ensure_segments(ctx: ToolContext, kind: str) -> list[str]:
     """Run the tool that makes ``kind`` segments when the session has none; what ran."""
     from tools.registry import run_tool
 
-    table, tool = SEGMENT_TOOLS.get(kind, (None, None))
-    if table is None or tool is None:
+    if kind not in SEGMENT_SOURCES:
         return []  # segment_table() explains the unknown kind
+    table, _, tool = SEGMENT_SOURCES[kind]
     found = ctx.catalog().table(table)
     if found is not None and found.origin == "session":
         return []

@@ -288,58 +288,27 @@ class Workspace:
 
     def _unknown_column(self, column: str, text: str, tables: frozenset[str]) -> str:
         message = f'unknown column "{column}"'
-        elsewhere = self._found_elsewhere(column.rsplit(".", 1)[-1], tables)
-        hint = None if elsewhere else re.search(r"Candidate bindings:[ :]*(.+)", text)
-        if hint:
-            candidates = re.findall(r'"([^"]+)"', hint.group(1))
-            if candidates:
-                message += " (did you mean " + " or ".join(f'"{c}"' for c in candidates) + "?)"
-        try:
-            rows = self._con.execute(
-                "SELECT table_name, string_agg(column_name, ', ' ORDER BY ordinal_position) "
-                "FROM information_schema.columns WHERE table_catalog IN (?, ?) "
-                "AND table_schema = 'main' AND lower(table_name) IN (SELECT unnest(?)) "
-                "GROUP BY table_name ORDER BY table_name",
-                [WAREHOUSE, SESSION, sorted(tables)],
-            ).fetchall()
-        except duckdb.Error:
-            rows = []
-        for table, columns in rows:
-            message += f"; columns of {table}: {columns}"
-        return message + elsewhere
-
-    def _found_elsewhere(self, column: str, tables: frozenset[str]) -> str:
-        """Where else ``column`` is, and the shared id column to join on: the hint a model
-        needs when it asks a table for another table's column. ``customer_segment`` also
-        finds ``customers.segment`` (a column named with its table's name in front)."""
         try:
             everything = self._con.execute(
                 "SELECT table_name, column_name FROM information_schema.columns "
                 "WHERE table_catalog IN (?, ?) AND table_schema = 'main' "
                 "ORDER BY table_name, ordinal_position", [WAREHOUSE, SESSION]).fetchall()
         except duckdb.Error:
-            return ""
+            everything = []
         columns: dict[str, list[str]] = {}
         for table, name in everything:
             if not table.startswith("__atlas"):
                 columns.setdefault(table, []).append(name)
-        wanted = column.lower()
-        mine = {t: [c.lower() for c in cols] for t, cols in columns.items() if t.lower() in tables}
-        hints = []
-        for other, cols in columns.items():
-            if other.lower() in tables:
-                continue
-            names = {f"{prefix}_{c.lower()}": c for c in cols
-                     for prefix in {other.lower(), other.lower().removesuffix("s")}}
-            names.update({c.lower(): c for c in cols})
-            if wanted not in names:
-                continue
-            keys = [(t, c.lower()) for t, c_list in mine.items() for c in c_list
-                    if c in {k.lower() for k in cols} and (c.endswith("_id") or c == "id")]
-            join = (f" (join {other} ON {keys[0][0]}.{keys[0][1]} = {other}.{keys[0][1]})"
-                    if keys else "")
-            hints.append(f"{other} has {names[wanted]}{join}")
-        return "; " + "; ".join(hints[:3]) if hints else ""
+        mine = {t: cols for t, cols in columns.items() if t.lower() in tables}
+        elsewhere = _found_elsewhere(column.rsplit(".", 1)[-1], mine, columns)
+        hint = None if elsewhere else re.search(r"Candidate bindings:[ :]*(.+)", text)
+        if hint:
+            candidates = re.findall(r'"([^"]+)"', hint.group(1))
+            if candidates:
+                message += " (did you mean " + " or ".join(f'"{c}"' for c in candidates) + "?)"
+        for table, cols in mine.items():
+            message += f"; columns of {table}: {', '.join(cols)}"
+        return message + elsewhere
 
     # -- session tables ----------------------------------------------------------------------
 
@@ -435,6 +404,30 @@ def _literal(value: object) -> str:
 
 def _ident(name: str) -> str:
     return name.replace('"', '""')
+
+
+def _found_elsewhere(column: str, mine: dict[str, list[str]],
+                     columns: dict[str, list[str]]) -> str:
+    """Where else ``column`` is, and the shared id column to join on: the hint a model needs
+    when it asks a table (of ``mine``) for another table's column. ``customer_segment`` also
+    finds ``customers.segment`` (a column named with its table's name in front)."""
+    wanted = column.lower()
+    hints = []
+    for other, cols in columns.items():
+        if other in mine:
+            continue
+        names = {f"{prefix}_{c.lower()}": c for c in cols
+                 for prefix in {other.lower(), other.lower().removesuffix("s")}}
+        names.update({c.lower(): c for c in cols})
+        if wanted not in names:
+            continue
+        theirs = {c.lower() for c in cols}
+        keys = [(t, c.lower()) for t, own in mine.items() for c in own
+                if c.lower() in theirs and (c.lower().endswith("_id") or c.lower() == "id")]
+        join = (f" (join {other} ON {keys[0][0]}.{keys[0][1]} = {other}.{keys[0][1]})"
+                if keys else "")
+        hints.append(f"{other} has {names[wanted]}{join}")
+    return "; " + "; ".join(hints[:3]) if hints else ""
 
 
 def _first_line(error: BaseException) -> str:
